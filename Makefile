@@ -1,0 +1,87 @@
+# Two commands for newcomers: `make demo` and `make test`. Everything else is a step they use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON ?= python3
+BUILD := build
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 1
+
+SIM_DIR := $(BUILD)/nvml-sim
+HARDWARE_DIR := $(BUILD)/hardware
+SIM_PROFILES := $(notdir $(basename $(wildcard tests/nvml_sim/profiles/*.conf)))
+SANDBOX_STATE_DIR ?= /var/lib/gpu-node-sandbox
+export SANDBOX_STATE_DIR
+# Every molecule scenario, run in this order by `make molecule`.
+SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+
+.PHONY: help
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements.txt -c constraints.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Python virtualenv with the pinned tools
+
+.PHONY: host
+host: ## Install podman/runc/debootstrap if missing (as root) and adapt podman to this host
+	sandbox/host-setup.sh
+
+.PHONY: image
+image: host ## Build (or reuse) the sandbox node image
+	sandbox/build-image.sh
+
+.PHONY: sim
+sim: ## Build the NVML simulator and the simulated hardware of every profile
+	$(MAKE) --no-print-directory -C tests/nvml_sim BUILD_DIR=$(CURDIR)/$(SIM_DIR)/lib
+	rm -rf $(SIM_DIR)/bin $(SIM_DIR)/profiles && mkdir -p $(SIM_DIR)/bin
+	cp -r tests/nvml_sim/profiles $(SIM_DIR)/profiles
+	install -m 0755 tests/nvml_sim/nvml-sim $(SIM_DIR)/bin/nvml-sim
+	@# The PCI tree as sysfs shows it on a freshly booted node of each profile (no faults).
+	empty_state=$$(mktemp -d) && for profile in $(SIM_PROFILES); do \
+	  rm -rf $(HARDWARE_DIR)/$$profile && mkdir -p $(HARDWARE_DIR)/$$profile/etc && \
+	  echo $$profile > $(HARDWARE_DIR)/$$profile/etc/profile && \
+	  NVML_SIM_PROFILE_DIR=tests/nvml_sim/profiles NVML_SIM_PROFILE=$$profile \
+	  NVML_SIM_STATE_DIR=$$empty_state tests/nvml_sim/nvml-sim sysfs $(HARDWARE_DIR)/$$profile/pci \
+	  || exit 1; \
+	done; rm -rf $$empty_state
+
+.PHONY: sandbox-up
+sandbox-up: venv image sim ## Start the sandbox nodes of inventory/sandbox
+	ansible-playbook sandbox/nodes.yml -e sandbox_state=started
+
+.PHONY: sandbox-down
+sandbox-down: venv ## Remove the sandbox nodes
+	ansible-playbook sandbox/nodes.yml -e sandbox_state=absent
+
+.PHONY: demo
+demo: sandbox-up ## Run site.yml against the sandbox nodes
+	ansible-playbook -i inventory/sandbox site.yml
+
+.PHONY: lint
+lint: venv ## ansible-lint (production profile), yamllint, ruff
+	yamllint --strict .
+	ansible-lint --profile production
+	ruff check .
+	ruff format --check .
+
+.PHONY: unit
+unit: venv sim ## Python tests: simulator, module_utils, modules (no containers)
+	pytest tests
+
+.PHONY: molecule
+molecule: venv image sim ## Every molecule scenario, with idempotence
+	for scenario in $(SCENARIOS); do molecule test -s $$scenario || exit 1; done
+
+.PHONY: test
+test: lint unit molecule ## Everything CI runs
+
+.PHONY: clean
+clean: ## Remove build outputs (not the venv or the image)
+	rm -rf $(BUILD)

@@ -1,0 +1,242 @@
+#!/usr/bin/python
+# Copyright: the gpu-node project contributors
+# Apache License 2.0 (see LICENSE)
+"""Ansible module: health of NVIDIA GPUs against what the host's hardware should look like."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nvidia_gpu_health
+short_description: Check NVIDIA GPUs against the expected hardware and name the likely cause
+description:
+  - Reads every GPU through NVML and checks it against expectations given as options - GPU count
+    and model, NVLink links per GPU and the peer map, PCIe generation and width, temperature and
+    the spread between the hottest GPU and its peers, uncorrected ECC errors, pending page
+    retirement or row remapping, forbidden clock event (throttle) reasons, persistence mode, and
+    the Xid events of this boot in the kernel log.
+  - Returns a list of findings, each with the GPU's index and UUID, the check, a severity, the
+    value seen, the value expected and a message that names the likely cause (a GPU fallen off the
+    bus, a loose SXM2 screw, a badly seated heatsink, a weak power supply...).
+  - Fails the task when a finding reaches O(fail_on).
+version_added: "1.0.0"
+author: gpu-node project
+options:
+  expected_count:
+    description: Number of GPUs the host should have.
+    type: int
+  expected_model:
+    description: Model name every GPU should have, as NVML reports it; shell patterns allowed.
+    type: str
+  nvlink_links_per_gpu:
+    description: Active NVLink links every GPU should have (6 on a 4x V100 SXM2 board).
+    type: int
+  nvlink_pair_links:
+    description: NVLinks between every pair of GPUs (2 on a 4x V100 SXM2 board, the C(NV2) mesh).
+    type: int
+  nvlink_peer_map:
+    description:
+      - "NVLinks expected between specific GPUs, for boards that are not a full mesh: GPU index to
+        peer index to number of links, for example C({0: {1: 2, 2: 1}})."
+      - Mutually exclusive with O(nvlink_pair_links).
+    type: dict
+  nvlink_error_threshold:
+    description: NVLink replay/recovery/CRC count above which a link is reported.
+    type: int
+    default: 100
+  min_pcie_generation:
+    description:
+      - Lowest acceptable PCIe generation. An idle GPU that lowered its link speed is only
+        reported as info.
+    type: int
+  min_pcie_width:
+    description: Lowest acceptable PCIe link width.
+    type: int
+  pcie_replay_threshold:
+    description: PCIe replay count above which a GPU is reported.
+    type: int
+    default: 100
+  max_temperature_c:
+    description:
+      - Highest acceptable GPU temperature; by default 5 C below each card's slowdown temperature.
+    type: int
+  max_temperature_spread_c:
+    description: How much hotter than the median of its peers a GPU may run (with 3 or more GPUs).
+    type: int
+    default: 15
+  max_uncorrected_ecc:
+    description: Highest acceptable count of uncorrected (volatile) ECC errors.
+    type: int
+    default: 0
+  max_retired_pages:
+    description: Retired page count above which a GPU is reported as wearing out.
+    type: int
+    default: 60
+  forbidden_clock_event_reasons:
+    description: Clock event reasons that are findings when present.
+    type: list
+    elements: str
+    default: [hw_slowdown, hw_thermal_slowdown, hw_power_brake_slowdown, sw_thermal_slowdown]
+  require_persistence:
+    description: Report GPUs whose persistence mode is off.
+    type: bool
+    default: true
+  kernel_log:
+    description:
+      - Where to look for Xid events of this boot. C(journal) (C(journalctl -k -b)), C(dmesg),
+        a file path, or C(none) to skip.
+    type: str
+    default: journal
+  fail_on:
+    description: Fail the task when a finding is at least this severe; C(never) only reports.
+    type: str
+    choices: [critical, warning, never]
+    default: critical
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+requirements:
+  - nvidia-ml-py (pynvml) on the managed host
+  - an NVIDIA driver that provides libnvidia-ml.so.1
+seealso:
+  - module: nvidia_gpu_facts
+"""
+
+EXAMPLES = r"""
+- name: Check a T180-G20 (4x V100 SXM2, NV2 between every pair)
+  nvidia_gpu_health:
+    expected_count: 4
+    expected_model: Tesla V100-SXM2-16GB
+    nvlink_links_per_gpu: 6
+    nvlink_pair_links: 2
+    min_pcie_generation: 3
+    min_pcie_width: 16
+    fail_on: critical
+
+- name: Report only, and show the findings
+  nvidia_gpu_health:
+    fail_on: never
+  register: gpu_health
+
+- name: Print what is wrong
+  ansible.builtin.debug:
+    msg: "{{ gpu_health.findings | map(attribute='message') }}"
+"""
+
+RETURN = r"""
+healthy:
+  description: True when no finding is a warning or critical.
+  returned: always
+  type: bool
+findings:
+  description: What is wrong, worst first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    severity:
+      description: C(critical), C(warning) or C(info).
+      type: str
+    check:
+      description: >-
+        Which check: gpu_count, gpu_lost, gpu_model, nvlink_active, nvlink_errors,
+        nvlink_topology, pcie_generation, pcie_width, pcie_replays, temperature,
+        temperature_spread, ecc_uncorrected, ecc_history, retired_pages, retired_pages_pending,
+        remapped_rows_failure, remapped_rows_pending, clock_events, persistence_mode, xid,
+        kernel_log.
+      type: str
+    gpu:
+      description: GPU index, or null for host-wide findings.
+      type: int
+    uuid:
+      description: GPU UUID, when known.
+      type: str
+    value:
+      description: What was seen.
+      type: raw
+    expected:
+      description: What was expected.
+      type: raw
+    message:
+      description: What is wrong and its likely cause.
+      type: str
+  sample:
+    - severity: critical
+      check: gpu_lost
+      gpu: 2
+      uuid: null
+      value: lost
+      expected: present
+      message: "GPU 2 has fallen off the bus (Xid 79): ..."
+gpus:
+  description: Status per GPU (C(ok), C(warning) or C(critical)) with index, UUID and model.
+  returned: always
+  type: list
+  elements: dict
+xid_events:
+  description: Xid lines of this boot found in the kernel log, with PCI bus id and code.
+  returned: always
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.nvidia_gpu.facts import collect
+from ansible.module_utils.nvidia_gpu.health import DEFAULTS, FAIL_ON, evaluate, should_fail
+from ansible.module_utils.nvidia_gpu.nvml import GpuError
+
+OPTION_TYPES = {
+    "expected_count": "int",
+    "expected_model": "str",
+    "nvlink_links_per_gpu": "int",
+    "nvlink_pair_links": "int",
+    "nvlink_peer_map": "dict",
+    "nvlink_error_threshold": "int",
+    "min_pcie_generation": "int",
+    "min_pcie_width": "int",
+    "pcie_replay_threshold": "int",
+    "max_temperature_c": "int",
+    "max_temperature_spread_c": "int",
+    "max_uncorrected_ecc": "int",
+    "max_retired_pages": "int",
+    "forbidden_clock_event_reasons": "list",
+    "require_persistence": "bool",
+    "kernel_log": "str",
+}
+
+
+def argument_spec():
+    spec = {}
+    for name, kind in OPTION_TYPES.items():
+        spec[name] = {"type": kind}
+        if DEFAULTS[name] is not None:
+            spec[name]["default"] = DEFAULTS[name]
+        if kind == "list":
+            spec[name]["elements"] = "str"
+    spec["fail_on"] = {"type": "str", "choices": list(FAIL_ON), "default": "critical"}
+    return spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[["nvlink_pair_links", "nvlink_peer_map"]],
+        supports_check_mode=True,
+    )
+    expectations = {name: module.params[name] for name in OPTION_TYPES}
+    try:
+        report = evaluate(collect(with_supported_clocks=False), expectations)
+    except GpuError as error:
+        module.fail_json(msg=str(error), healthy=False, findings=[], gpus=[], xid_events=[])
+    result = dict(changed=False, **report)
+    if should_fail(report["findings"], module.params["fail_on"]):
+        worst = [f["message"] for f in report["findings"] if f["severity"] == "critical"]
+        worst = worst or [f["message"] for f in report["findings"] if f["severity"] == "warning"]
+        module.fail_json(msg="GPU health check failed: " + " | ".join(worst), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""One GPU as NVML sees it: its handle and the identity read once when it is opened."""
+
+from __future__ import annotations
+
+from .nvml import UNSUPPORTED, GpuError, explain, is_error, pynvml, query, text
+
+ARCHITECTURES = {
+    2: "kepler",
+    3: "maxwell",
+    4: "pascal",
+    5: "volta",
+    6: "turing",
+    7: "ampere",
+    8: "ada",
+    9: "hopper",
+    10: "blackwell",
+}
+# Architecture order, for "Volta and newer" style checks.
+ARCH_ORDER = [
+    "kepler",
+    "maxwell",
+    "pascal",
+    "volta",
+    "turing",
+    "ampere",
+    "ada",
+    "hopper",
+    "blackwell",
+]
+# When NVML cannot name the architecture (older drivers), the compute capability major tells it.
+ARCH_BY_CC_MAJOR = {3: "kepler", 5: "maxwell", 6: "pascal", 7: "volta", 8: "ampere", 9: "hopper"}
+
+
+def arch_at_least(arch, oldest):
+    return arch in ARCH_ORDER and ARCH_ORDER.index(arch) >= ARCH_ORDER.index(oldest)
+
+
+class Gpu:
+    """A GPU by index. A GPU that fell off the bus is still listed, with `lost` set."""
+
+    def __init__(self, index, handle=None, error=None):
+        self.index = index
+        self.handle = handle
+        self.lost = error is not None
+        self.error = error
+        self.uuid = "unknown"
+        self.name = "unknown"
+        self.pci_bus_id = "unknown"
+        self.pci_device_id = "unknown"
+        self.architecture = "unknown"
+        self.compute_capability = "unknown"
+
+    @classmethod
+    def open(cls, index):
+        try:
+            gpu = cls(index, pynvml.nvmlDeviceGetHandleByIndex(index))
+            gpu._read_identity()
+        except pynvml.NVMLError as error:
+            if is_error(error, "GPU_IS_LOST"):
+                return cls(index, error=explain(error))
+            raise GpuError("GPU %d could not be opened: %s" % (index, explain(error))) from error
+        return gpu
+
+    def _read_identity(self):
+        handle = self.handle
+        self.uuid = text(pynvml.nvmlDeviceGetUUID(handle))
+        self.name = text(pynvml.nvmlDeviceGetName(handle))
+        pci = pynvml.nvmlDeviceGetPciInfo(handle)
+        self.pci_bus_id = normalise_bus_id(text(pci.busId))
+        self.pci_device_id = "%04x:%04x" % (pci.pciDeviceId & 0xFFFF, pci.pciDeviceId >> 16)
+        major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+        self.compute_capability = "%d.%d" % (major, minor)
+        arch = query(pynvml.nvmlDeviceGetArchitecture, handle)
+        self.architecture = ARCHITECTURES.get(arch) if arch != UNSUPPORTED else None
+        if not self.architecture:
+            self.architecture = ARCH_BY_CC_MAJOR.get(major, "unknown")
+
+    @property
+    def label(self):
+        """How messages name a GPU: index, model and UUID."""
+        if self.lost:
+            return "GPU %d" % self.index
+        return "GPU %d (%s, %s)" % (self.index, self.name, self.uuid)
+
+    @property
+    def supports_locked_clocks(self):
+        return arch_at_least(self.architecture, "volta")
+
+    @property
+    def supports_memory_locked_clocks(self):
+        return arch_at_least(self.architecture, "ampere")
+
+
+def normalise_bus_id(bus_id):
+    """NVML spells bus ids 00000000:1A:00.0; sysfs and nvidia-smi use 0000:1a:00.0."""
+    domain, _, rest = bus_id.partition(":")
+    return ("%04x:%s" % (int(domain, 16), rest)).lower()
+
+
+def open_all():
+    """Every GPU NVML enumerates, lost ones included."""
+    return [Gpu.open(index) for index in range(pynvml.nvmlDeviceGetCount())]

@@ -1,0 +1,129 @@
+"""Opening NVML, calling it, and turning its errors into messages that name the cause."""
+
+from __future__ import annotations
+
+import contextlib
+
+try:
+    import pynvml
+except ImportError:  # the modules report this with a clear message, not a traceback
+    pynvml = None
+
+# How a value the GPU does not support is reported in facts, instead of failing.
+UNSUPPORTED = "unsupported"
+
+PYNVML_MISSING = (
+    "The Python package nvidia-ml-py (module pynvml) is not installed for the interpreter running "
+    "this code; install it (the nvml_runtime role does) or set ansible_python_interpreter to a "
+    "Python that has it."
+)
+
+
+class GpuError(Exception):
+    """A failure that a user can act on; the message names the GPU and the likely cause."""
+
+
+class NvmlUnavailable(GpuError):
+    """NVML cannot be used at all on this machine (no library, no driver, no pynvml)."""
+
+
+def _reasons():
+    codes = {}
+    if pynvml is None:
+        return codes
+    codes[pynvml.NVML_ERROR_LIBRARY_NOT_FOUND] = (
+        "libnvidia-ml.so.1 was not found: the NVIDIA driver's user-space library is not installed"
+    )
+    codes[pynvml.NVML_ERROR_DRIVER_NOT_LOADED] = (
+        "the NVIDIA kernel driver is not loaded (is the nvidia module built for the running kernel "
+        "and loaded? see `lsmod | grep nvidia` and the kernel log)"
+    )
+    codes[pynvml.NVML_ERROR_NO_PERMISSION] = (
+        "permission denied: changing GPU settings needs root (use become: true)"
+    )
+    codes[pynvml.NVML_ERROR_GPU_IS_LOST] = (
+        "the GPU has fallen off the bus (Xid 79); usual causes are power (12 V rail sagging under "
+        "load transients, a weak or loose PSU connection) or seating; it needs a reboot or a reseat"
+    )
+    codes[pynvml.NVML_ERROR_NOT_SUPPORTED] = "not supported by this GPU or driver"
+    codes[pynvml.NVML_ERROR_FUNCTION_NOT_FOUND] = (
+        "the installed driver's NVML lacks this function (driver older than nvidia-ml-py expects)"
+    )
+    codes[pynvml.NVML_ERROR_INSUFFICIENT_POWER] = (
+        "insufficient power: a GPU power cable is missing or the supply cannot deliver"
+    )
+    codes[pynvml.NVML_ERROR_RESET_REQUIRED] = "the GPU needs a reset (reboot) first"
+    codes[pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH] = (
+        "the NVIDIA library and kernel module versions differ: reboot after a driver upgrade"
+    )
+    codes[pynvml.NVML_ERROR_TIMEOUT] = "the GPU did not answer in time"
+    return codes
+
+
+_REASONS = _reasons()
+
+
+def error_code(error):
+    return getattr(error, "value", None)
+
+
+def is_error(error, name):
+    """True when error is the NVML error NVML_ERROR_<name>."""
+    return pynvml is not None and error_code(error) == getattr(pynvml, "NVML_ERROR_" + name)
+
+
+def explain(error):
+    """A sentence for an NVMLError that says what it means for the user."""
+    reason = _REASONS.get(error_code(error))
+    return reason if reason else str(error)
+
+
+def query(function, *args):
+    """Call a pynvml getter; a value the GPU does not support comes back as UNSUPPORTED."""
+    try:
+        return function(*args)
+    except pynvml.NVMLError as error:
+        if is_error(error, "NOT_SUPPORTED") or is_error(error, "FUNCTION_NOT_FOUND"):
+            return UNSUPPORTED
+        raise
+
+
+def text(value):
+    """pynvml returns bytes from older releases and str from newer ones."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Nvml:
+    """An NVML session: `with Nvml() as nvml:` initialises NVML and always shuts it down."""
+
+    def __enter__(self):
+        if pynvml is None:
+            raise NvmlUnavailable(PYNVML_MISSING)
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as error:
+            raise NvmlUnavailable("NVML could not be initialised: " + explain(error)) from error
+        return self
+
+    def __exit__(self, *exc_info):
+        # Nothing useful to do if shutdown fails; the process ends anyway.
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
+        return False
+
+    @staticmethod
+    def system():
+        return {
+            "driver_version": text(pynvml.nvmlSystemGetDriverVersion()),
+            "nvml_version": text(pynvml.nvmlSystemGetNVMLVersion()),
+            "cuda_driver_version": _cuda_version(pynvml.nvmlSystemGetCudaDriverVersion()),
+        }
+
+    @staticmethod
+    def device_count():
+        return pynvml.nvmlDeviceGetCount()
+
+
+def _cuda_version(encoded):
+    """NVML encodes CUDA 12.8 as 12080."""
+    return "%d.%d" % (encoded // 1000, (encoded % 1000) // 10)

@@ -1,0 +1,254 @@
+"""From desired settings to a plan: each selected GPU's target values, checked against what the
+GPU supports, compared with its current state. Nothing here changes a GPU."""
+
+from __future__ import annotations
+
+from . import locked_clocks
+from .facts import supported_clocks
+from .nvml import UNSUPPORTED, GpuError, explain, pynvml, query
+from .selection import select
+
+COMPUTE_MODES = {"default": 0, "exclusive_process": 3, "prohibited": 2}
+COMPUTE_MODE_NAMES = {value: name for name, value in COMPUTE_MODES.items()}
+# The order settings are applied in: persistence first so the rest sticks on an idle GPU.
+ORDER = (
+    "persistence_mode",
+    "power_limit_w",
+    "applications_clocks",
+    "locked_graphics_clocks",
+    "locked_memory_clocks",
+    "compute_mode",
+)
+UNLOCKED = "unlocked"
+
+
+def nearest(values, target, count=3):
+    """The supported values closest to target, ascending."""
+    return sorted(sorted(values, key=lambda v: (abs(v - target), v))[:count])
+
+
+class Problems:
+    """Collects every validation problem so the user sees them all at once."""
+
+    def __init__(self):
+        self.messages = []
+
+    def add(self, gpu, message):
+        self.messages.append("%s: %s" % (gpu.label, message))
+
+    def raise_if_any(self):
+        if self.messages:
+            raise GpuError(
+                "Nothing was changed; the requested settings are not valid for these GPUs:\n- "
+                + "\n- ".join(self.messages)
+            )
+
+
+def settings_per_gpu(gpus, request):
+    """{gpu: merged settings}: the base for its selection, then each override on top."""
+    chosen = {gpu.index: dict(request["settings"]) for gpu in select(gpus, request["gpus"])}
+    for override in request["overrides"]:
+        for gpu in select(gpus, override["gpus"]):
+            chosen.setdefault(gpu.index, {}).update(override["settings"])
+    by_index = {gpu.index: gpu for gpu in gpus}
+    return [(by_index[index], chosen[index]) for index in sorted(chosen) if chosen[index]]
+
+
+def _clock(gpu, problems, kind, value, allowed, memory_mhz, snap):
+    """value if it is one of allowed, else the nearest when snapping, else a problem (None)."""
+    if value in allowed:
+        return value
+    if snap:
+        return min(allowed, key=lambda v: (abs(v - value), v))
+    at = " at memory clock %d MHz" % memory_mhz if memory_mhz else ""
+    problems.add(
+        gpu,
+        "%d MHz is not a supported %s clock%s; nearest supported: %s MHz "
+        "(set snap_clocks to use the nearest)"
+        % (value, kind, at, ", ".join(str(v) for v in nearest(allowed, value))),
+    )
+    return None
+
+
+def _application_target(gpu, clocks, supported, default_app, problems, snap):
+    memory = clocks.get("memory_mhz")
+    memory = default_app[0] if memory in (None, "default") else memory
+    memory = _clock(gpu, problems, "memory", memory, sorted(supported), None, snap)
+    if memory is None:
+        return None
+    graphics = clocks.get("graphics_mhz")
+    graphics = default_app[1] if graphics in (None, "default") else graphics
+    graphics = _clock(gpu, problems, "graphics", graphics, supported[memory], memory, snap)
+    return None if graphics is None else (memory, graphics)
+
+
+def _graphics_lock(gpu, clocks, supported, problems, snap):
+    graphics_all = sorted({mhz for values in supported.values() for mhz in values})
+    high = _clock(gpu, problems, "graphics", clocks["graphics_mhz"], graphics_all, None, snap)
+    low = clocks.get("graphics_min_mhz") or graphics_all[0]
+    low = _clock(gpu, problems, "graphics", low, graphics_all, None, snap)
+    if high is None or low is None:
+        return None
+    if low > high:
+        problems.add(gpu, "graphics_min_mhz %d is above graphics_mhz %d" % (low, high))
+        return None
+    return (low, high)
+
+
+def _clock_targets(gpu, clocks, problems, snap):
+    """Resolve a clocks request into application clocks and graphics/memory locks.
+
+    Exactly one mechanism holds the clocks afterwards: with locks, application clocks go back to
+    the card's defaults; with application clocks (or 'default'), locks are removed.
+    """
+    p = pynvml
+    supported = supported_clocks(gpu.handle)
+    if supported == UNSUPPORTED:
+        problems.add(gpu, "does not report its supported clocks; its clocks cannot be managed")
+        return {}
+    default_app = (
+        query(p.nvmlDeviceGetDefaultApplicationsClock, gpu.handle, p.NVML_CLOCK_MEM),
+        query(p.nvmlDeviceGetDefaultApplicationsClock, gpu.handle, p.NVML_CLOCK_GRAPHICS),
+    )
+    has_app_clocks = UNSUPPORTED not in default_app
+    strategy = clocks["strategy"]
+    if strategy == "auto":
+        strategy = "locked" if gpu.supports_locked_clocks else "application"
+    targets = {}
+    if strategy == "locked":
+        if not gpu.supports_locked_clocks:
+            problems.add(
+                gpu,
+                "locked clocks need Volta or newer, this GPU is %s; use clocks.strategy application"
+                % gpu.architecture,
+            )
+            return {}
+        targets["locked_graphics_clocks"] = _graphics_lock(gpu, clocks, supported, problems, snap)
+        targets["locked_memory_clocks"] = _memory_lock(gpu, clocks, supported, problems, snap)
+        if has_app_clocks:
+            targets["applications_clocks"] = default_app
+    else:
+        if not has_app_clocks and strategy == "application":
+            problems.add(gpu, "does not support application clocks; use clocks.strategy locked")
+            return {}
+        if has_app_clocks:
+            targets["applications_clocks"] = _application_target(
+                gpu, clocks, supported, default_app, problems, snap
+            )
+        if gpu.supports_locked_clocks:
+            targets["locked_graphics_clocks"] = UNLOCKED
+        if gpu.supports_memory_locked_clocks:
+            targets["locked_memory_clocks"] = UNLOCKED
+    return {key: value for key, value in targets.items() if value is not None}
+
+
+def _memory_lock(gpu, clocks, supported, problems, snap):
+    memory = clocks.get("memory_mhz")
+    if memory in (None, "default"):
+        return UNLOCKED if gpu.supports_memory_locked_clocks else None
+    if not gpu.supports_memory_locked_clocks:
+        if [memory] == sorted(supported):
+            return None  # the only memory clock this GPU has: nothing to lock
+        problems.add(
+            gpu,
+            "memory clocks can be locked on Ampere and newer only; this %s GPU's memory clocks "
+            "are %s MHz" % (gpu.architecture, ", ".join(str(v) for v in sorted(supported))),
+        )
+        return None
+    high = _clock(gpu, problems, "memory", memory, sorted(supported), None, snap)
+    return None if high is None else (min(supported), high)
+
+
+def _power_target(gpu, power_limit, problems):
+    handle = gpu.handle
+    if power_limit == "default":
+        default = query(pynvml.nvmlDeviceGetPowerManagementDefaultLimit, handle)
+        if default == UNSUPPORTED:
+            problems.add(gpu, "does not report a default power limit; power cannot be managed")
+            return None
+        return default
+    constraints = query(pynvml.nvmlDeviceGetPowerManagementLimitConstraints, handle)
+    if constraints == UNSUPPORTED:
+        problems.add(gpu, "does not support power limits")
+        return None
+    low, high = constraints
+    if not low <= power_limit * 1000 <= high:
+        problems.add(
+            gpu,
+            "power_limit %d W is outside the card's range %d-%d W"
+            % (power_limit, low // 1000, high // 1000),
+        )
+        return None
+    return power_limit * 1000
+
+
+def targets_for(gpu, settings, problems, snap):
+    """{setting: target value} for one GPU; power in milliwatts, clocks in MHz."""
+    targets = {}
+    if "persistence_mode" in settings:
+        targets["persistence_mode"] = settings["persistence_mode"]
+    if "power_limit" in settings:
+        power = _power_target(gpu, settings["power_limit"], problems)
+        if power is not None:
+            targets["power_limit_w"] = power
+    if "clocks" in settings:
+        targets.update(_clock_targets(gpu, settings["clocks"], problems, snap))
+    if "compute_mode" in settings:
+        targets["compute_mode"] = settings["compute_mode"]
+    return targets
+
+
+def current_state(gpu, keys):
+    """The GPU's present value of each setting in keys, in the same units as the targets."""
+    p = pynvml
+    handle = gpu.handle
+    readers = {
+        "persistence_mode": lambda: bool(p.nvmlDeviceGetPersistenceMode(handle)),
+        "power_limit_w": lambda: p.nvmlDeviceGetPowerManagementLimit(handle),
+        "applications_clocks": lambda: (
+            p.nvmlDeviceGetApplicationsClock(handle, p.NVML_CLOCK_MEM),
+            p.nvmlDeviceGetApplicationsClock(handle, p.NVML_CLOCK_GRAPHICS),
+        ),
+        "locked_graphics_clocks": lambda: locked_clocks.current(gpu.uuid, "graphics") or UNLOCKED,
+        "locked_memory_clocks": lambda: locked_clocks.current(gpu.uuid, "memory") or UNLOCKED,
+        "compute_mode": lambda: COMPUTE_MODE_NAMES.get(
+            p.nvmlDeviceGetComputeMode(handle), "exclusive_thread"
+        ),
+    }
+    state = {}
+    for key in keys:
+        try:
+            state[key] = readers[key]()
+        except p.NVMLError as error:
+            raise GpuError(
+                "Reading %s of %s failed: %s" % (key, gpu.label, explain(error))
+            ) from error
+    return state
+
+
+def plan(gpus, request):
+    """[(gpu, before, after)] for every selected GPU; raises GpuError listing every problem."""
+    problems = Problems()
+    wanted = []
+    for gpu, settings in settings_per_gpu(gpus, request):
+        if gpu.lost:
+            problems.add(gpu, gpu.error)
+            continue
+        wanted.append((gpu, targets_for(gpu, settings, problems, request["snap_clocks"])))
+    problems.raise_if_any()
+    result = []
+    for gpu, targets in wanted:
+        before = current_state(gpu, targets)
+        result.append((gpu, before, targets))
+    return result
+
+
+def display(key, value):
+    """Values as people read them: watts, 'memory/graphics MHz', 'min-max MHz'."""
+    if key == "power_limit_w":
+        return value // 1000 if value % 1000 == 0 else value / 1000.0
+    if key == "applications_clocks":
+        return {"memory_mhz": value[0], "graphics_mhz": value[1]}
+    if key in ("locked_graphics_clocks", "locked_memory_clocks") and value != UNLOCKED:
+        return {"min_mhz": value[0], "max_mhz": value[1]}
+    return value

@@ -1,0 +1,62 @@
+#!/bin/sh
+# Runs inside the debootstrapped root (chroot) and turns it into a sandbox node.
+# Changing this file rebuilds the image.
+set -eu
+
+# A server's usual apt sources, with the components NVIDIA's Debian packages live in.
+rm -f /etc/apt/sources.list
+cat >/etc/apt/sources.list.d/debian.sources <<SOURCES
+Types: deb
+URIs: ${SANDBOX_MIRROR}
+Suites: ${SANDBOX_SUITE} ${SANDBOX_SUITE}-updates
+Components: main contrib non-free non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: ${SANDBOX_SECURITY_MIRROR}
+Suites: ${SANDBOX_SUITE}-security
+Components: main contrib non-free non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+
+# Trust what the host trusts (TLS-intercepting proxies), for apt, pip and Python alike.
+update-ca-certificates >/dev/null
+
+# systemd generates a fresh machine-id per container at first boot.
+: >/etc/machine-id
+rm -f /var/lib/dbus/machine-id
+
+# The simulated GPU driver is bind-mounted at /opt/nvml-sim by the node's creator; the loader
+# finds its libnvidia-ml.so.1 through ld.so.conf once ldconfig has run at boot.
+mkdir -p /opt/nvml-sim
+echo /opt/nvml-sim/lib >/etc/ld.so.conf.d/00-nvml-sim.conf
+ln -sf /opt/nvml-sim/bin/nvml-sim /usr/local/bin/nvml-sim
+mkdir -p /usr/local/share/nvml-sim
+ln -sfn /opt/nvml-sim/profiles /usr/local/share/nvml-sim/profiles
+cat >/etc/systemd/system/nvml-sim-ldconfig.service <<UNIT
+[Unit]
+Description=Make the simulated NVIDIA driver library loadable
+DefaultDependencies=no
+ConditionPathExists=/opt/nvml-sim/lib
+After=local-fs.target
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+ExecStart=/sbin/ldconfig
+RemainAfterExit=yes
+
+[Install]
+WantedBy=sysinit.target
+UNIT
+systemctl enable nvml-sim-ldconfig.service >/dev/null 2>&1
+
+# Units that only make sense on real hardware or consoles fail or hang in a container.
+systemctl mask getty.target console-getty.service systemd-remount-fs.service \
+    systemd-firstboot.service >/dev/null 2>&1
+
+# Smaller image; apt caches are shared with the host at run time.
+apt-get clean
+rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/*
+# Lists are gone: make apt-cache ages (cache_valid_time) see them as stale, not fresh.
+touch -d @0 /var/lib/apt/lists

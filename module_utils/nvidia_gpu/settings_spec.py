@@ -19,16 +19,15 @@ def _whole_number(name, value, allow_default):
     """An int (or a string of digits), or 'default' where allowed."""
     if allow_default and value == "default":
         return value
-    if isinstance(value, bool):
-        value = None
-    elif isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if not isinstance(value, int) or value <= 0:
+    number = value
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
         raise GpuError(
             "%s %r is not valid; allowed: a positive whole number%s."
             % (name, value, " or 'default'" if allow_default else "")
         )
-    return value
+    return number
 
 
 def _clocks(value, where):

@@ -1,17 +1,14 @@
 """Tests for the NVML simulator: the C library seen through pynvml, and the nvml-sim tool.
 
-pynvml loads libnvidia-ml.so.1 by soname, once per process, so every NVML check runs in a child
-Python process whose LD_LIBRARY_PATH points at the library built for this session.
+Every NVML check runs in a child process (see SimulatedMachine in tests/conftest.py).
 """
 
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,90 +17,22 @@ HERE = Path(__file__).resolve().parent
 CLI = HERE / "nvml-sim"
 PROFILES = HERE / "profiles"
 
-# Run first in every child: `call` turns an NVML error into "!NAME" so results compare as data.
-CHILD_PRELUDE = """
-import json, os, sys
-import pynvml as N
-ERRORS = {v: k[len("NVML_ERROR_"):] for k, v in vars(N).items() if k.startswith("NVML_ERROR_")}
-
-def call(fn, *args):
-    try:
-        return fn(*args)
-    except N.NVMLError as err:
-        return "!" + ERRORS[err.value]
-
-def gpu(index):
-    return N.nvmlDeviceGetHandleByIndex(index)
-"""
-
 T180_BUS_IDS = ["00000000:1A:00.0", "00000000:1B:00.0", "00000000:3D:00.0", "00000000:3E:00.0"]
 MIB = 1024 * 1024
 NVLINK_TO_SWITCH = 2  # NVML_NVLINK_DEVICE_TYPE_SWITCH
 
 
-@pytest.fixture(scope="session")
-def lib_dir(tmp_path_factory):
-    build = tmp_path_factory.mktemp("build")
-    subprocess.run(["make", "-s", "-C", str(HERE), f"BUILD_DIR={build}"], check=True)
-    return build
-
-
-class Sim:
-    """One simulated machine: its own state directory and profile selection file."""
-
-    def __init__(self, lib_dir, root):
-        self.root = root
-        self.state_dir = root / "state"
-        self.env = dict(
-            os.environ,
-            LD_LIBRARY_PATH=str(lib_dir),
-            NVML_SIM_PROFILE_DIR=str(PROFILES),
-            NVML_SIM_STATE_DIR=str(self.state_dir),
-            NVML_SIM_PROFILE_FILE=str(root / "profile"),
-            NVML_SIM_PROFILE="t180-g20",
-        )
-
-    def use(self, profile):
-        if profile is None:
-            self.env.pop("NVML_SIM_PROFILE", None)
-        else:
-            self.env["NVML_SIM_PROFILE"] = profile
-
-    def script(self, body, init=True):
-        init_code = "N.nvmlInit()\n" if init else ""
-        return CHILD_PRELUDE + init_code + textwrap.dedent(body)
-
-    def nvml(self, body, init=True):
-        """Runs `body` in a child that has called nvmlInit; returns its `result`, via JSON."""
-        code = self.script(body, init) + "\nprint(json.dumps(result))\n"
-        proc = subprocess.run(
-            [sys.executable, "-c", code], env=self.env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
-
-    def cli(self, *args, check=True):
-        proc = subprocess.run(
-            [sys.executable, str(CLI), *map(str, args)],
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
-        if check:
-            assert proc.returncode == 0, proc.stderr
-        return proc
-
-
 @pytest.fixture
-def sim(lib_dir, tmp_path):
-    return Sim(lib_dir, tmp_path)
+def sim(machine):
+    """The shared simulated machine of tests/conftest.py, as these tests call it."""
+    return machine
 
 
 # ---- build ----
 
 
-def test_build_is_incremental_and_exports_only_nvml(lib_dir, sim):
-    up_to_date = subprocess.run(["make", "-q", "-C", str(HERE), f"BUILD_DIR={lib_dir}"])
+def test_build_is_incremental_and_exports_only_nvml(sim_lib_dir, sim):
+    up_to_date = subprocess.run(["make", "-q", "-C", str(HERE), f"BUILD_DIR={sim_lib_dir}"])
     assert up_to_date.returncode == 0
     result = sim.nvml(
         """
@@ -574,12 +503,12 @@ def test_setters_validate_like_nvml(sim):
     ]
 
 
-def test_setters_need_root(lib_dir):
+def test_setters_need_root(make_machine):
     # Readable by nobody, unlike pytest's private temporary directories.
     root = Path(tempfile.mkdtemp(prefix="nvml-sim-"))
     try:
         root.chmod(0o755)
-        sim = Sim(lib_dir, root)
+        sim = make_machine(root)
         sim.cli("fault", 0, "fail", "nvmlDeviceGetPowerUsage", "UNKNOWN", "--times", 1)
         result = sim.nvml(
             """
@@ -773,6 +702,20 @@ def test_injected_failures(sim):
     assert sim.nvml(apply_all)[:6] == [None] * 3 + [200000] * 3
     sim.cli("clear", "all")
     assert sim.nvml("result = N.nvmlDeviceGetPciInfo(gpu(1)).busId") == T180_BUS_IDS[1]
+
+
+def test_injected_failure_after_some_calls(sim):
+    # Lets an apply succeed and its rollback fail, or a GPU fail on the second of two settings.
+    sim.cli("fault", 0, "fail", "nvmlDeviceSetPersistenceMode", "GPU_IS_LOST", "--after", 1)
+    sim.cli("fault", 1, "fail", "nvmlDeviceSetComputeMode", "UNKNOWN", "--after", 2, "--times", 1)
+    result = sim.nvml(
+        """
+        result = [call(N.nvmlDeviceSetPersistenceMode, gpu(0), v) for v in (1, 0, 0)]
+        result += [call(N.nvmlDeviceSetComputeMode, gpu(1), 0) for _ in range(4)]
+        """
+    )
+    assert result == [None, "!GPU_IS_LOST", "!GPU_IS_LOST", None, None, "!UNKNOWN", None]
+    assert "fail nvmlDeviceSetPersistenceMode GPU_IS_LOST (always)" in sim.cli("status").stdout
 
 
 def test_long_lived_process_sees_new_faults(sim):

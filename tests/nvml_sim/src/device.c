@@ -130,7 +130,7 @@ nvmlReturn_t dev_injected(struct sim_state *st, unsigned int slot, const char *f
     nvmlReturn_t error;
     int lock_fd;
 
-    if (f == NULL || f->times < 0)
+    if (f == NULL || (f->times < 0 && f->after == 0))
         return f == NULL ? NVML_SUCCESS : f->error;
     /* A counted fault: decide under the lock, or two processes could use up the same one. */
     error = f->error;
@@ -142,7 +142,10 @@ nvmlReturn_t dev_injected(struct sim_state *st, unsigned int slot, const char *f
         return NVML_SUCCESS;
     }
     error = f->error;
-    if (--f->times == 0) {
+    if (f->after > 0) {
+        f->after--;
+        error = NVML_SUCCESS;
+    } else if (f->times > 0 && --f->times == 0) {
         struct sim_gpu_state *g = &st->gpu[slot];
         *f = g->fails[--g->nfails];
     }

@@ -112,6 +112,7 @@ struct sim_fail {
     char func[SIM_FUNC_LEN]; /* entry point name without its _vN suffix */
     nvmlReturn_t error;
     int times; /* < 0: every call */
+    int after; /* calls that still succeed before the fault bites */
 };
 
 /* Zero means "boot default" for every field, so a missing state file is a fresh boot. */

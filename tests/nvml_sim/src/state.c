@@ -39,17 +39,23 @@ static void parse_fail(struct sim_gpu_state *g, char **arg, unsigned int nargs)
 {
     unsigned long long error;
     char *end;
-    long times;
-    if (nargs != 3 || g->nfails == SIM_MAX_FAILS || strlen(arg[0]) >= SIM_FUNC_LEN ||
-        !parse_u64(arg[1], &error))
+    long times, after = 0;
+    if ((nargs != 3 && nargs != 4) || g->nfails == SIM_MAX_FAILS ||
+        strlen(arg[0]) >= SIM_FUNC_LEN || !parse_u64(arg[1], &error))
         return;
     times = strtol(arg[2], &end, 10);
     if (*end != '\0')
         return;
+    if (nargs == 4) {
+        after = strtol(arg[3], &end, 10);
+        if (*end != '\0' || after < 0)
+            return;
+    }
     struct sim_fail *f = &g->fails[g->nfails++];
     strcpy(f->func, arg[0]);
     f->error = (nvmlReturn_t)error;
     f->times = times < 0 ? -1 : (int)times;
+    f->after = (int)after;
 }
 
 /* One "SLOT KEY ARGS..." line. Lines this version does not understand are skipped. */
@@ -231,8 +237,8 @@ static void write_gpu(FILE *f, unsigned int s, const struct sim_gpu_state *g)
     if (g->pcie_replays)
         fprintf(f, "%u pcie_replays %u\n", s, g->pcie_replays);
     for (unsigned int i = 0; i < g->nfails; i++)
-        fprintf(f, "%u fail %s %d %d\n", s, g->fails[i].func, (int)g->fails[i].error,
-                g->fails[i].times);
+        fprintf(f, "%u fail %s %d %d %d\n", s, g->fails[i].func, (int)g->fails[i].error,
+                g->fails[i].times, g->fails[i].after);
 }
 
 nvmlReturn_t state_commit(int lock_fd, const struct sim_state *st)

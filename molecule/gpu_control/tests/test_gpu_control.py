@@ -1,0 +1,47 @@
+"""What the GPU modules left on the sandbox node, read back through NVML on the node itself."""
+
+import json
+
+PYTHON = "/opt/gpu-node/venv/bin/python"
+READ_BACK = """
+import json, pynvml as N
+N.nvmlInit()
+gpus = []
+for i in range(N.nvmlDeviceGetCount()):
+    h = N.nvmlDeviceGetHandleByIndex(i)
+    gpus.append({
+        "persistence": N.nvmlDeviceGetPersistenceMode(h),
+        "power_limit_mw": N.nvmlDeviceGetPowerManagementLimit(h),
+        "app_clocks": [N.nvmlDeviceGetApplicationsClock(h, N.NVML_CLOCK_MEM),
+                       N.nvmlDeviceGetApplicationsClock(h, N.NVML_CLOCK_GRAPHICS)],
+        "graphics_clock": N.nvmlDeviceGetClockInfo(h, N.NVML_CLOCK_GRAPHICS),
+    })
+print(json.dumps(gpus))
+"""
+
+
+def read_back(host):
+    return json.loads(host.check_output("%s -c '%s'" % (PYTHON, READ_BACK)))
+
+
+def test_settings_read_back_through_nvml(host):
+    gpus = read_back(host)
+    assert [g["persistence"] for g in gpus] == [1, 1, 1, 1]
+    assert [g["power_limit_mw"] for g in gpus] == [200000] * 4
+    # GPUs 0-2 keep application clocks 877/1005; GPU 3 was moved to a lock, which resets them.
+    assert [g["app_clocks"] for g in gpus] == [[877, 1005]] * 3 + [[877, 1312]]
+    assert [g["graphics_clock"] for g in gpus] == [1005] * 4
+
+
+def test_locked_clocks_are_recorded_under_run(host):
+    record = json.loads(host.file("/run/nvidia-gpu/locked-clocks.json").content_string)
+    assert [lock["graphics"] for lock in record["gpus"].values()] == [[135, 1005]]
+
+
+def test_runtime_has_the_pinned_pynvml_and_the_package(host):
+    version = host.check_output(
+        "%s -c 'import importlib.metadata as m; print(m.version(\"nvidia-ml-py\"))'" % PYTHON
+    )
+    assert version == "13.615.71"
+    assert host.file("/opt/gpu-node/lib/nvidia_gpu/settings.py").exists
+    assert host.run("%s -c 'import nvidia_gpu.health'" % PYTHON).rc == 0

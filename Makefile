@@ -82,6 +82,17 @@ molecule: venv image sim ## Every molecule scenario, with idempotence
 .PHONY: test
 test: lint unit molecule ## Everything CI runs
 
+.PHONY: bench
+bench: venv sim ## Benchmark: facts in one call vs one process per GPU (simulated T180-G20)
+	NVML_SIM_PROFILE_DIR=$(CURDIR)/tests/nvml_sim/profiles NVML_SIM_PROFILE=t180-g20 \
+	NVML_SIM_STATE_DIR=$$(mktemp -d) LD_LIBRARY_PATH=$(CURDIR)/$(SIM_DIR)/lib \
+	  $(VENV)/bin/python bench/facts_one_call_vs_per_gpu.py
+
+.PHONY: hardware-kit
+hardware-kit: venv ## pynvml.py for tests/hardware/readonly_check.py on machines without it
+	mkdir -p $(BUILD)/hardware-kit
+	cp $(VENV)/lib/python3*/site-packages/pynvml.py $(BUILD)/hardware-kit/
+
 .PHONY: clean
 clean: ## Remove build outputs (not the venv or the image)
 	rm -rf $(BUILD)

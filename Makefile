@@ -21,13 +21,13 @@ SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt constraints.txt
+$(VENV)/.installed: requirements.txt constraints.txt | host
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements.txt -c constraints.txt
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Python virtualenv with the pinned tools
+venv: $(VENV)/.installed ## Python virtualenv with the pinned tools (and the host tools it needs)
 
 .PHONY: host
 host: ## Install podman/runc/debootstrap if missing (as root) and adapt podman to this host

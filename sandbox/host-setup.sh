@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make this machine able to run sandbox nodes: podman, an OCI runtime that works here, debootstrap.
+# Make this machine able to run sandbox nodes: podman, an OCI runtime that works here, debootstrap,
+# Debian's archive keyring (for debootstrap), and Python's venv for the project's tools.
 # Installs missing tools only when running as root on an apt-based host; otherwise says what to install.
 # Writes host-level podman configuration only when it detects a condition that needs it, and says so.
 source "$(dirname "$0")/common.sh"
@@ -12,6 +13,9 @@ install_missing_tools() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     # runc is only required where crun cannot run (cgroup v1/hybrid), but it is small and harmless.
     command -v runc >/dev/null || missing+=(runc)
+    # The project's virtualenv; Debian ships venv/ensurepip separately from python3.
+    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    [ -s /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
     [ ${#missing[@]} -eq 0 ] && return 0
     if ! is_root || ! command -v apt-get >/dev/null; then
         die "missing tools: ${missing[*]}. Install them with your package manager (e.g. 'sudo apt-get install ${missing[*]}'), then re-run."

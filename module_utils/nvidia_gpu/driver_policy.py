@@ -339,18 +339,114 @@ def select(
     source="the configured source",
     cuda_source="the configured source",
     cuda_hint="",
+    driver_selection=None,
 ):
     """Decide driver branch and version, kernel module flavour, CUDA and fabric manager.
 
     gpus: GPU dicts as pci.discover() returns them (architecture, model, pci_bus_id, ...).
-    driver_offered: {flavour: [package versions]} the driver source offers; None when the
-      driver is not being chosen (then driver_branch and kernel_modules must be pinned, as the
-      cuda role does with the driver role's choice).
-    cuda_offered: CUDA versions or package names the CUDA source offers; None: not installing.
-    Pins (driver_branch, kernel_modules, cuda_version) win over the defaults but are checked.
+    driver_offered: {flavour: [package versions]} the driver source offers.
+    driver_branch, kernel_modules, cuda_version: pins ('auto' or empty: the policy decides). A pin
+      wins over the default but is checked against every GPU.
+    cuda_offered: CUDA versions or package names the CUDA source offers; None: only say which
+      CUDA the GPUs want.
+    installed_version / installed_kernel_modules: the driver installed now; it is kept unless
+      upgrade (newest of the same branch) or allow_branch_change (another branch or flavour).
+    driver_selection: an earlier result of select() (the nvidia_driver role's): its driver
+      choice is reused and only CUDA is decided, so later roles speak the same line.
     """
     gpus = list(gpus or [])
     limits = _Limits(gpus)
+    if driver_selection:
+        driver = _reuse_driver(driver_selection)
+        notes = list(driver_selection.get("driver_notes") or [])
+    else:
+        driver, notes = _decide_driver(
+            gpus,
+            limits,
+            driver_offered,
+            driver_branch,
+            kernel_modules,
+            installed_version,
+            installed_kernel_modules,
+            allow_branch_change,
+            upgrade,
+            source,
+        )
+    branch = driver["branch"]
+    cuda = _choose_cuda(
+        limits,
+        branch,
+        cuda_version,
+        cuda_offered,
+        dict(DEFAULT_CUDA, **(cuda_defaults or {})),
+        cuda_fallback,
+        cuda_source,
+        cuda_hint,
+    )
+    fabric_manager = int(nvswitch_count or 0) > 0
+    parts = {
+        "driver": driver["driver_text"],
+        "kernel_modules": driver["modules_text"],
+        "cuda": cuda["text"],
+        "fabric_manager": "fabric manager for %d NVSwitch(es)" % nvswitch_count
+        if fabric_manager
+        else "no fabric manager (no NVSwitch)",
+    }
+    reason = "%s: %s" % (
+        _summary(gpus) if gpus else "no GPU",
+        ", ".join(parts[key] for key in ("driver", "kernel_modules", "cuda", "fabric_manager")),
+    )
+    all_notes = notes + cuda["notes"]
+    if all_notes:
+        reason += " [%s]" % "; ".join(all_notes)
+    return {
+        "branch": branch,
+        "version": driver["version"],
+        "upstream_version": upstream(driver["version"]) if driver["version"] else "",
+        "action": driver["action"],
+        "kernel_modules": driver["kernel_modules"],
+        "cuda_version": cuda["wanted"],
+        "cuda_install": cuda["install"],
+        "cuda_fallback": cuda["fallback"],
+        "fabric_manager": fabric_manager,
+        "architectures": sorted({g["architecture"] for g in gpus}, key=models.arch_index),
+        "allowed_branches": {"min": limits.min_branch, "max": limits.max_branch},
+        "allowed_kernel_modules": [f for f in FLAVOURS if f in limits.flavours],
+        "parts": parts,
+        "driver_notes": notes,
+        "reason": reason,
+        "notes": all_notes,
+    }
+
+
+def _reuse_driver(selection):
+    try:
+        return {
+            "branch": int(selection["branch"]),
+            "version": selection.get("version") or "",
+            "action": selection.get("action") or "keep",
+            "kernel_modules": selection["kernel_modules"],
+            "driver_text": selection["parts"]["driver"],
+            "modules_text": selection["parts"]["kernel_modules"],
+        }
+    except (KeyError, TypeError, ValueError) as error:
+        raise PolicyError(
+            "driver_selection is not a result of this policy (missing %s)" % error
+        ) from error
+
+
+def _decide_driver(
+    gpus,
+    limits,
+    driver_offered,
+    driver_branch,
+    kernel_modules,
+    installed_version,
+    installed_kernel_modules,
+    allow_branch_change,
+    upgrade,
+    source,
+):
     branch_pin = _normalise_branch_pin(driver_branch)
     flavour_pin = kernel_modules if _pinned(kernel_modules) else None
     if flavour_pin is not None and flavour_pin not in FLAVOURS:
@@ -359,7 +455,6 @@ def select(
             % kernel_modules
         )
     notes = []
-
     if not gpus:
         if branch_pin is None or flavour_pin is None:
             raise PolicyError(
@@ -400,8 +495,6 @@ def select(
                 models.NO_PROPRIETARY_MODULES.format(arch=open_only["architecture"]),
             )
         )
-
-    # Kernel module flavour, when pinned: checked against every GPU.
     if flavour_pin is not None:
         gpu = limits.gpu_rejecting_flavour(flavour_pin)
         if gpu is not None:
@@ -415,8 +508,6 @@ def select(
                     ", ".join(f for f in FLAVOURS if f in limits.flavours),
                 )
             )
-
-    # Driver branch, when pinned: checked against every GPU.
     if branch_pin is not None:
         if not limits.accepts_branch(branch_pin):
             raise PolicyError(
@@ -428,77 +519,35 @@ def select(
                 "the open kernel modules start with branch %d; branch %d has none"
                 % (OPEN_MODULES_MIN_BRANCH, branch_pin)
             )
+    if driver_offered is None:
+        raise PolicyError("the driver versions the source offers are needed to choose a driver")
 
-    flavour, branch, version, why_branch = _choose_driver(
+    flavour, branch, why_branch = _choose_driver(
         limits, driver_offered, branch_pin, flavour_pin, source
     )
-
-    action = "install"
-    if driver_offered is not None:
-        version, action = _choose_version(
-            driver_offered[flavour],
-            branch,
-            flavour,
-            installed_version,
-            installed_kernel_modules,
-            allow_branch_change,
-            upgrade,
-            source,
-        )
-
-    cuda = _choose_cuda(
-        limits,
+    version, action = _choose_version(
+        driver_offered.get(flavour) or [],
         branch,
-        cuda_version,
-        cuda_offered,
-        dict(DEFAULT_CUDA, **(cuda_defaults or {})),
-        cuda_fallback,
-        cuda_source,
-        cuda_hint,
+        flavour,
+        installed_version,
+        installed_kernel_modules,
+        allow_branch_change,
+        upgrade,
     )
-
-    fabric_manager = int(nvswitch_count or 0) > 0
-    architectures = sorted({g["architecture"] for g in gpus}, key=models.arch_index)
-    known_arches = [a for a in architectures if a in models.ARCHITECTURES]
-    parts = [
-        "driver branch %d (%s%s)" % (branch, version + ", " if version else "", why_branch),
-        "%s kernel modules (%s)"
-        % (
-            flavour,
-            "pinned" if flavour_pin else _flavour_reason(flavour, known_arches),
-        ),
-        cuda["text"],
-        "fabric manager for %d NVSwitch(es)" % nvswitch_count
-        if fabric_manager
-        else "no fabric manager (no NVSwitch)",
-    ]
-    reason = "%s: %s" % (_summary(gpus) if gpus else "no GPU", ", ".join(parts))
-    if notes:
-        reason += " [%s]" % "; ".join(notes)
+    arches = [a for a in sorted({g["architecture"] for g in gpus}) if a in models.ARCHITECTURES]
     return {
         "branch": branch,
         "version": version,
-        "upstream_version": upstream(version) if version else "",
         "action": action,
         "kernel_modules": flavour,
-        "cuda_version": cuda["wanted"],
-        "cuda_install": cuda["install"],
-        "cuda_fallback": cuda["fallback"],
-        "fabric_manager": fabric_manager,
-        "architectures": architectures,
-        "allowed_branches": {"min": limits.min_branch, "max": limits.max_branch},
-        "allowed_kernel_modules": [f for f in FLAVOURS if f in limits.flavours],
-        "reason": reason,
-        "notes": notes + cuda["notes"],
-    }
+        "driver_text": "driver branch %d (%s, %s)" % (branch, version, why_branch),
+        "modules_text": "%s kernel modules (%s)"
+        % (flavour, "pinned" if flavour_pin else _flavour_reason(flavour, arches)),
+    }, notes
 
 
 def _choose_driver(limits, driver_offered, branch_pin, flavour_pin, source):
-    """(flavour, branch, newest version of it or '', why) from pins and what the source offers."""
-    if driver_offered is None:
-        if branch_pin is None or flavour_pin is None:
-            raise PolicyError("without offered driver versions, branch and flavour must be given")
-        return flavour_pin, branch_pin, "", "pinned"
+    """(flavour, branch, why) from the pins and what the source offers."""
     flavours = [flavour_pin] if flavour_pin else [f for f in FLAVOURS if f in limits.flavours]
     best = {}
     for flavour in flavours:
@@ -541,7 +590,7 @@ def _choose_driver(limits, driver_offered, branch_pin, flavour_pin, source):
         )
         if limits.max_branch:
             why += " - %s" % _rules(limits.max_gpu).get("why_max")
-    return flavour, branch, "", why
+    return flavour, branch, why
 
 
 def _choose_version(
@@ -552,7 +601,6 @@ def _choose_version(
     installed_kernel_modules,
     allow_branch_change,
     upgrade,
-    source,
 ):
     """(package version, action): keep what is installed unless told to move."""
     in_branch = [v for v in offered if branch_of(v) == branch]

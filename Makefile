@@ -43,9 +43,10 @@ sim: ## Build the NVML simulator and the simulated hardware of every profile
 	rm -rf $(SIM_DIR)/bin $(SIM_DIR)/profiles && mkdir -p $(SIM_DIR)/bin
 	cp -r tests/nvml_sim/profiles $(SIM_DIR)/profiles
 	install -m 0755 tests/nvml_sim/nvml-sim $(SIM_DIR)/bin/nvml-sim
-	@# The PCI tree as sysfs shows it on a freshly booted node of each profile (no faults).
+	@# The PCI tree as sysfs shows it on a freshly booted node of each profile (no faults),
+	@# updated in place: running sandbox nodes have these directories bind-mounted.
 	empty_state=$$(mktemp -d) && for profile in $(SIM_PROFILES); do \
-	  rm -rf $(HARDWARE_DIR)/$$profile && mkdir -p $(HARDWARE_DIR)/$$profile/etc && \
+	  mkdir -p $(HARDWARE_DIR)/$$profile/etc && \
 	  echo $$profile > $(HARDWARE_DIR)/$$profile/etc/profile && \
 	  NVML_SIM_PROFILE_DIR=tests/nvml_sim/profiles NVML_SIM_PROFILE=$$profile \
 	  NVML_SIM_STATE_DIR=$$empty_state tests/nvml_sim/nvml-sim sysfs $(HARDWARE_DIR)/$$profile/pci \

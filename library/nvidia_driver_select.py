@@ -75,13 +75,19 @@ options:
     type: bool
     default: true
   installed_version:
-    description: Version of the driver installed now (empty when none).
+    description: Version of the driver installed now (empty or unset when none).
     type: str
-    default: ""
   installed_kernel_modules:
-    description: Flavour of the installed driver (empty when none or unknown).
+    description: Flavour of the installed driver (empty or unset when none or unknown).
     type: str
-    default: ""
+  installed_listing:
+    description:
+      - Output of C(dpkg-query --show) over the driver packages, one
+        C(package | version | status) line each (showformat
+        C(${Package} | ${Version} | ${db:Status-Abbrev}\n)); the first installed one that a
+        probe of O(driver_probes) matches gives O(installed_version) and
+        O(installed_kernel_modules).
+    type: str
   allow_branch_change:
     description: Allow moving an installed driver to another branch or kernel module flavour.
     type: bool
@@ -99,7 +105,9 @@ options:
     type: str
     default: the configured source
   cuda_hint:
-    description: What the message suggests when the CUDA source lacks the wanted version.
+    description:
+      - What the message suggests when the CUDA source lacks the wanted version; C({line}) is
+        replaced by the wanted CUDA line (C(12.x)).
     type: str
     default: ""
   driver_selection:
@@ -217,6 +225,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nvidia_gpu.driver_policy import (
     DEFAULT_CUDA,
     PolicyError,
+    installed_from_listing,
     offered_by_flavour,
     select,
 )
@@ -239,8 +248,9 @@ def argument_spec():
         "cuda_offered": {"type": "list", "elements": "str"},
         "cuda_defaults": {"type": "dict", "default": dict(DEFAULT_CUDA)},
         "cuda_fallback": {"type": "bool", "default": True},
-        "installed_version": {"type": "str", "default": ""},
-        "installed_kernel_modules": {"type": "str", "default": ""},
+        "installed_version": {"type": "str"},
+        "installed_kernel_modules": {"type": "str"},
+        "installed_listing": {"type": "str"},
         "allow_branch_change": {"type": "bool", "default": False},
         "upgrade": {"type": "bool", "default": False},
         "source": {"type": "str", "default": "the configured source"},
@@ -254,14 +264,20 @@ def argument_spec():
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[["driver_offered", "driver_madison"]],
-        required_together=[["driver_madison", "driver_probes"]],
+        required_by={"driver_madison": "driver_probes", "installed_listing": "driver_probes"},
+        mutually_exclusive=[
+            ["driver_offered", "driver_madison"],
+            ["installed_listing", "installed_version"],
+        ],
         supports_check_mode=True,
     )
     params = module.params
     offered = params["driver_offered"]
     if offered is None and params["driver_madison"] is not None:
         offered = offered_by_flavour(params["driver_madison"], params["driver_probes"])
+    installed = (params["installed_version"] or "", params["installed_kernel_modules"] or "")
+    if params["installed_listing"] is not None:
+        installed = installed_from_listing(params["installed_listing"], params["driver_probes"])
     try:
         selection = select(
             params["gpus"],
@@ -273,8 +289,8 @@ def main():
             cuda_offered=params["cuda_offered"],
             cuda_defaults={str(k): str(v) for k, v in params["cuda_defaults"].items()},
             cuda_fallback=params["cuda_fallback"],
-            installed_version=params["installed_version"],
-            installed_kernel_modules=params["installed_kernel_modules"],
+            installed_version=installed[0],
+            installed_kernel_modules=installed[1],
             allow_branch_change=params["allow_branch_change"],
             upgrade=params["upgrade"],
             source=params["source"],

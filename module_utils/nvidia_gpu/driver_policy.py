@@ -180,6 +180,17 @@ def offered_by_flavour(madison_text, probes):
     return offered
 
 
+def installed_from_listing(text, probes):
+    """(version, flavour) of the installed driver from `dpkg-query --show` lines
+    'package | version | status', the first installed ('ii') package a probe matches."""
+    for flavour, pattern in (probes or {}).items():
+        for line in (text or "").splitlines():
+            fields = [field.strip() for field in line.split("|")]
+            if len(fields) >= 3 and fields[2].startswith("ii") and re.match(pattern, fields[0]):
+                return fields[1], flavour
+    return "", ""
+
+
 # ---- the GPUs ----
 
 
@@ -260,12 +271,17 @@ class _Limits:
 
     def why_not_branch(self, branch):
         if self.max_branch is not None and branch > self.max_branch:
-            rules = _rules(self.max_gpu)
-            return "%s is supported up to branch %d (%s)" % (
-                _label(self.max_gpu),
-                self.max_branch,
-                rules.get("why_max", "its last branch"),
-            )
+            return self.why_max()
+        return self.why_min()
+
+    def why_max(self):
+        return "%s is supported up to branch %d (%s)" % (
+            _label(self.max_gpu),
+            self.max_branch,
+            _rules(self.max_gpu).get("why_max", "its last branch"),
+        )
+
+    def why_min(self):
         return "%s needs branch %d or later" % (_label(self.min_gpu), self.min_branch)
 
     def gpu_rejecting_flavour(self, flavour):
@@ -281,7 +297,7 @@ def _flavour_reason(flavour, gpus_arches):
             a for a in gpus_arches if "open" not in models.ARCHITECTURES[a]["kernel_modules"]
         ]
         if lacking:
-            return "%s has no GSP for the open modules" % "/".join(lacking)
+            return "%s has no GSP for the open ones" % "/".join(lacking)
         return "chosen over the open modules"
     only_open = [a for a in gpus_arches if models.ARCHITECTURES[a]["kernel_modules"] == ("open",)]
     if only_open:
@@ -476,11 +492,7 @@ def _decide_driver(
 
     if limits.min_branch and limits.max_branch and limits.min_branch > limits.max_branch:
         raise PolicyError(
-            "no driver branch drives all these GPUs: %s; %s"
-            % (
-                limits.why_not_branch(limits.max_branch + 1),
-                limits.why_not_branch(limits.min_branch - 1),
-            )
+            "no driver branch drives all these GPUs: %s; %s" % (limits.why_max(), limits.why_min())
         )
     if not limits.flavours:
         proprietary_only = limits.gpu_rejecting_flavour("open")
@@ -589,7 +601,7 @@ def _choose_driver(limits, driver_offered, branch_pin, flavour_pin, source):
             " %s" % limits.branch_range() if limits.min_branch or limits.max_branch else "",
         )
         if limits.max_branch:
-            why += " - %s" % _rules(limits.max_gpu).get("why_max")
+            why += ", R%d being %s's last" % (limits.max_branch, limits.max_gpu["architecture"])
     return flavour, branch, why
 
 
@@ -653,7 +665,7 @@ def _choose_cuda(limits, branch, pin, offered, defaults, fallback, source, hint)
             )
         wanted = cuda_version_of(defaults[str(usable[-1])])
         if limits.cuda_max_major is not None and usable[-1] == limits.cuda_max_major:
-            why = "%s stays on CUDA %d.x" % (
+            why = "%s stays on %d.x" % (
                 limits.cuda_max_gpu["architecture"],
                 limits.cuda_max_major,
             )
@@ -689,7 +701,7 @@ def _choose_cuda(limits, branch, pin, offered, defaults, fallback, source, hint)
                 why,
                 source,
                 install,
-                " - %s" % hint if hint else "",
+                " - %s" % hint.replace("{line}", "%d.x" % cuda_key(wanted)[0]) if hint else "",
             )
         toolkit_branch = CUDA_TOOLKIT_BRANCH.get(install)
         if toolkit_branch and branch < toolkit_branch:

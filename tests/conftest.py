@@ -143,35 +143,47 @@ class SimulatedMachine:
         return proc
 
     def module(self, name, args=None, check_mode=False, diff=False, env=None, uid=None):
-        """Run library/<name>.py with args; returns its JSON result (with 'failed' on failure).
-
-        With uid, the module runs as that user (the machine's directories must allow it).
-        """
-        module_args = dict(args or {}, _ansible_check_mode=check_mode, _ansible_diff=diff)
-        args_file = self.root / ("args-%s.json" % name)
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": module_args}))
-        args_file.chmod(0o644)
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                MODULE_RUNNER,
-                str(MODULE_UTILS),
-                str(LIBRARY / (name + ".py")),
-                str(args_file),
-                *([] if uid is None else [str(uid)]),
-            ],
+        """Run library/<name>.py against this machine's GPUs; see run_module."""
+        return run_module(
+            self.root,
+            name,
+            args,
+            check_mode=check_mode,
+            diff=diff,
             env=dict(self.env, **(env or {})),
-            capture_output=True,
-            text=True,
+            uid=uid,
         )
-        try:
-            return json.loads(proc.stdout)
-        except ValueError:
-            raise AssertionError(
-                "module %s printed no JSON (rc %d): %s %s"
-                % (name, proc.returncode, proc.stdout, proc.stderr)
-            ) from None
+
+
+def run_module(workdir, name, args=None, check_mode=False, diff=False, env=None, uid=None):
+    """Run library/<name>.py as Ansible runs it on a node: its own process, arguments from a file
+    in workdir, JSON on stdout. Returns that JSON ('failed' set on failure). With uid, the module
+    runs as that user (workdir and the libraries must allow it)."""
+    module_args = dict(args or {}, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    args_file = Path(workdir) / ("args-%s.json" % name)
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": module_args}))
+    args_file.chmod(0o644)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            MODULE_RUNNER,
+            str(MODULE_UTILS),
+            str(LIBRARY / (name + ".py")),
+            str(args_file),
+            *([] if uid is None else [str(uid)]),
+        ],
+        env=env if env is not None else dict(os.environ),
+        capture_output=True,
+        text=True,
+    )
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(
+            "module %s printed no JSON (rc %d): %s %s"
+            % (name, proc.returncode, proc.stdout, proc.stderr)
+        ) from None
 
 
 @pytest.fixture

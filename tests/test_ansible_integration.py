@@ -25,7 +25,7 @@ PLAY = """
 """
 
 
-@pytest.mark.parametrize("name", ["nvidia_gpu_facts", "nvidia_gpu_settings", "nvidia_gpu_health"])
+@pytest.mark.parametrize("name", sorted(path.stem for path in (PROJECT / "library").glob("*.py")))
 def test_ansible_doc_renders(name):
     proc = subprocess.run(
         [str(BIN / "ansible-doc"), "-M", "library", "--json", name],

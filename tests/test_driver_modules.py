@@ -1,26 +1,8 @@
 """nvidia_pci_facts and nvidia_driver_select as Ansible runs them: their own process, arguments
-from a file, JSON on stdout; and their documentation as ansible-doc renders it."""
-
-import json
-import subprocess
-import sys
-from pathlib import Path
+from a file, JSON on stdout (run_module of conftest.py). Their docs: test_ansible_integration."""
 
 import pytest
-
-PROJECT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-# module_utils importable as ansible.module_utils.*, as AnsiballZ packs it.
-RUNNER = """
-import sys
-import ansible.module_utils
-ansible.module_utils.__path__.append(sys.argv[1])
-module = sys.argv[2]
-sys.argv = [module, sys.argv[3]]
-with open(module) as source:
-    exec(compile(source.read(), module, "exec"), {"__name__": "__main__", "__file__": module})
-"""
+from conftest import run_module
 
 MADISON = (
     "nvidia-kernel-dkms | 535.309.01-0+deb12u1 | http://deb.debian.org/debian-security "
@@ -31,28 +13,6 @@ MADISON = (
     "Packages\n"
 )
 PROBES = {"proprietary": "^nvidia-kernel-dkms$", "open": "^nvidia-open-kernel-dkms$"}
-
-
-def run_module(tmp_path, name, args, check_mode=False):
-    args_file = tmp_path / ("args-%s.json" % name)
-    module_args = dict(args, _ansible_check_mode=check_mode)
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": module_args}))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            RUNNER,
-            str(PROJECT / "module_utils"),
-            str(PROJECT / "library" / (name + ".py")),
-            str(args_file),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    try:
-        return json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("no JSON from %s: %s %s" % (name, proc.stdout, proc.stderr)) from None
 
 
 def fake_t180_g20(root):
@@ -76,21 +36,6 @@ def t180_gpus(tmp_path):
     root = fake_t180_g20(tmp_path / "devices")
     result = run_module(tmp_path, "nvidia_pci_facts", {"sysfs_root": str(root)})
     return result["ansible_facts"]["nvidia_pci"]["gpus"]
-
-
-@pytest.mark.parametrize("name", ["nvidia_pci_facts", "nvidia_driver_select"])
-def test_ansible_doc_renders(name):
-    proc = subprocess.run(
-        [str(BIN / "ansible-doc"), "-M", "library", "--json", name],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    doc = json.loads(proc.stdout)[name]
-    assert doc["doc"]["module"] == name
-    assert doc["examples"].strip() and doc["return"]
-    assert doc["doc"]["attributes"]["check_mode"]["support"] == "full"
 
 
 def test_pci_facts_module(tmp_path):

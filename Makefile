@@ -61,9 +61,21 @@ sandbox-up: venv image sim ## Start the sandbox nodes of inventory/sandbox
 sandbox-down: venv ## Remove the sandbox nodes
 	ansible-playbook sandbox/nodes.yml -e sandbox_state=absent
 
+# FAULT="2 lost" (any `nvml-sim fault` arguments) breaks a GPU after site.yml and re-checks health.
+DEMO_NODE ?= sandbox-gpu1
 .PHONY: demo
-demo: sandbox-up ## Run site.yml against the sandbox nodes
+demo: sandbox-up ## Run site.yml against the sandbox node (FAULT="2 lost": then break GPU 2)
 	ansible-playbook -i inventory/sandbox site.yml
+ifdef FAULT
+	podman exec $(DEMO_NODE) nvml-sim fault $(FAULT)
+	ansible-playbook -i inventory/sandbox playbooks/health.yml
+endif
+
+.PHONY: sandbox-reboot
+sandbox-reboot: ## Reboot the sandbox node: faults go, gpu-tuning.service re-applies the settings
+	podman restart $(DEMO_NODE) >/dev/null
+	podman exec $(DEMO_NODE) systemctl is-system-running --wait
+	podman exec $(DEMO_NODE) systemctl status --no-pager --lines 8 gpu-tuning.service
 
 .PHONY: lint
 lint: venv ## ansible-lint (production profile), yamllint, ruff

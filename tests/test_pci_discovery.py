@@ -150,19 +150,6 @@ def test_pci_ids_parsing_keeps_to_nvidia(pci_ids):
     assert len(devices) == 5
 
 
-def test_system_pci_ids_when_present():
-    devices = pci.read_pci_ids()
-    if not devices:
-        pytest.skip("no pci.ids on this machine")
-    _name, chip, arch = pci.describe_from_pci_ids(devices["1db1"])
-    assert (chip[:2], arch) == ("GV", "volta")
-
-
-def test_table_architectures_match_nvml_order():
-    # module_utils/nvidia_gpu/device.py (NVML side) and models.py (PCI side) must agree.
-    assert models.ARCH_ORDER == device.ARCH_ORDER
-
-
 @pytest.mark.parametrize(
     ("device_id", "name", "arch"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .models import ARCH_ORDER
 from .nvml import UNSUPPORTED, GpuError, explain, is_error, pynvml, query, text
 
 ARCHITECTURES = {
@@ -15,18 +16,6 @@ ARCHITECTURES = {
     9: "hopper",
     10: "blackwell",
 }
-# Architecture order, for "Volta and newer" style checks.
-ARCH_ORDER = [
-    "kepler",
-    "maxwell",
-    "pascal",
-    "volta",
-    "turing",
-    "ampere",
-    "ada",
-    "hopper",
-    "blackwell",
-]
 # When NVML cannot name the architecture (older drivers), the compute capability major tells it.
 ARCH_BY_CC_MAJOR = {3: "kepler", 5: "maxwell", 6: "pascal", 7: "volta", 8: "ampere", 9: "hopper"}
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 NVIDIA_VENDOR_ID = "10de"
 
-# Architectures, oldest first, with what decides the driver and CUDA for them. The order is the
-# one of device.ARCH_ORDER (a test checks that they agree).
+# Architectures, oldest first, with what decides the driver and CUDA for them. Their order
+# (ARCH_ORDER) is also what "Volta and newer" means on the NVML side (device.py).
 #   chip_prefix     how pci.ids names the chips (GV100GL, GA102, AD104, ...): the fallback for
 #                   devices missing from MODELS
 #   max_branch      last driver branch that supports the architecture (None: still supported)

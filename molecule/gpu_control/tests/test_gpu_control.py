@@ -2,26 +2,7 @@
 
 import json
 
-PYTHON = "/opt/gpu-node/venv/bin/python"
-READ_BACK = """
-import json, pynvml as N
-N.nvmlInit()
-gpus = []
-for i in range(N.nvmlDeviceGetCount()):
-    h = N.nvmlDeviceGetHandleByIndex(i)
-    gpus.append({
-        "persistence": N.nvmlDeviceGetPersistenceMode(h),
-        "power_limit_mw": N.nvmlDeviceGetPowerManagementLimit(h),
-        "app_clocks": [N.nvmlDeviceGetApplicationsClock(h, N.NVML_CLOCK_MEM),
-                       N.nvmlDeviceGetApplicationsClock(h, N.NVML_CLOCK_GRAPHICS)],
-        "graphics_clock": N.nvmlDeviceGetClockInfo(h, N.NVML_CLOCK_GRAPHICS),
-    })
-print(json.dumps(gpus))
-"""
-
-
-def read_back(host):
-    return json.loads(host.check_output("%s -c '%s'" % (PYTHON, READ_BACK)))
+from node_gpus import PYTHON, read_back
 
 
 def test_settings_read_back_through_nvml(host):

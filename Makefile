@@ -83,6 +83,8 @@ lint: venv ## ansible-lint (production profile), yamllint, ruff
 	ansible-lint --profile production
 	ruff check .
 	ruff format --check .
+	@# Molecule's verify steps only import their tests on a node: catch a broken import now.
+	pytest --collect-only -q molecule >/dev/null
 
 .PHONY: unit
 unit: venv sim ## Python tests: simulator, module_utils, modules (no containers)

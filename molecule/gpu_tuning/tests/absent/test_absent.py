@@ -1,6 +1,7 @@
 """After gpu_tuning_state absent: every GPU at its own defaults, nothing left to re-apply them."""
 
-from gpu_tuning_node import COMMAND, CONFIG, PYTHON, UNIT, UNIT_PATH, V100_DEFAULTS, column
+from gpu_tuning_node import COMMAND, CONFIG, UNIT, UNIT_PATH, V100_DEFAULTS, column
+from node_gpus import PYTHON
 
 
 def test_gpus_are_back_to_their_defaults(gpus, locks):

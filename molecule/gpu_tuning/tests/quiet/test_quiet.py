@@ -3,7 +3,6 @@
 from gpu_tuning_node import (
     COMMAND,
     CONFIG,
-    PYTHON,
     UNIT,
     UNIT_PATH,
     column,
@@ -11,6 +10,7 @@ from gpu_tuning_node import (
     read_config,
     unit_properties,
 )
+from node_gpus import PYTHON
 
 
 def test_gpus_hold_the_quiet_profile(gpus):

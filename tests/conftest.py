@@ -41,7 +41,9 @@ def gpu(index):
 # Runs a module file the way AnsiballZ does on a node: module_utils importable as
 # ansible.module_utils.*, arguments read from the file named in argv[1].
 # With a uid in argv[4] it drops root first, as a module started by an unprivileged user would be;
-# what it imports is loaded before, since the Python install may be unreadable for that user.
+# what it imports is loaded before, since the checkout and the virtualenv may be unreadable for
+# that user (a clone under /root or a mktemp -d directory is mode 0700). That includes the JSON
+# profiles ansible-core imports lazily to read the arguments and to write the result.
 MODULE_RUNNER = """
 import os, sys
 import ansible.module_utils
@@ -51,6 +53,9 @@ with open(module) as source:
     code = compile(source.read(), module, "exec")
 if len(sys.argv) > 4:
     import ansible.module_utils.basic, ansible.module_utils.nvidia_gpu.settings, ctypes, pynvml
+    from ansible.module_utils.common import json as module_json
+    module_json.get_module_decoder("legacy", module_json.Direction.CONTROLLER_TO_MODULE)
+    module_json.get_module_encoder("legacy", module_json.Direction.MODULE_TO_CONTROLLER)
     os.setgid(int(sys.argv[4]))
     os.setuid(int(sys.argv[4]))
 sys.argv = [module, sys.argv[3]]

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import SIM_PROFILES
 
 SEED_FIX = {  # what the T180-G20's owner typed by hand: -pm 1, -pl 200, -ac 877,1005
     "persistence_mode": True,
@@ -213,14 +214,19 @@ def test_rollback_that_fails_is_reported_per_gpu(machine):
 
 @pytest.fixture
 def open_machine(make_machine, sim_lib_dir):
-    """A machine in world-readable directories, for runs as an unprivileged user."""
+    """A machine whose driver (the simulator library and its profiles) is world-readable, as a
+    real driver is, for runs as an unprivileged user; the checkout may not be (mode 0700)."""
     root = Path(tempfile.mkdtemp(prefix="gpu-settings-"))
     root.chmod(0o755)
     lib = root / "lib"
     shutil.copytree(sim_lib_dir, lib)
     lib.chmod(0o755)
+    profiles = root / "profiles"
+    shutil.copytree(SIM_PROFILES, profiles)
+    profiles.chmod(0o755)
     machine = make_machine(root)
     machine.env["LD_LIBRARY_PATH"] = str(lib)
+    machine.env["NVML_SIM_PROFILE_DIR"] = str(profiles)
     machine.cli("status")  # creates the shared state directory
     yield machine
     shutil.rmtree(root)

@@ -1,6 +1,6 @@
-"""The driver policy as a table: which branch, kernel modules, CUDA and fabric manager a node gets
-for V100 / A100 / H100 / mixed GPUs from what a source offers, with and without pins, and the
-refusals with their reasons."""
+"""The driver and CUDA choices as a table: which branch, kernel modules, CUDA and fabric manager a
+node gets for V100 / A100 / H100 / mixed GPUs from what a source offers, with and without pins,
+and the refusals with their reasons."""
 
 import sys
 from pathlib import Path
@@ -9,8 +9,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "module_utils"))
 
-from nvidia_gpu import driver_policy as policy
 from nvidia_gpu import models
+from nvidia_gpu.apt_query import DriverOffer
+from nvidia_gpu.choice_pins import PolicyError
+from nvidia_gpu.cuda_choice import CudaRequest, choose_cuda
+from nvidia_gpu.driver_choice import DriverRequest, choose_driver
 
 
 def gpu(device_id, bus="0000:1a:00.0"):
@@ -40,6 +43,17 @@ def synthetic(arch, bus="0000:c1:00.0", model=None):
 
 def many(device_id, count, first_bus=0x1A):
     return [gpu(device_id, "0000:%02x:00.0" % (first_bus + i)) for i in range(count)]
+
+
+def decide(gpus, offered, cuda=None, installed=("", ""), **driver):
+    """choose_driver with a DriverRequest of the keyword arguments, then, with cuda (CudaRequest
+    fields and 'offered'), choose_cuda for that driver."""
+    selection = choose_driver(gpus, DriverRequest(**driver), DriverOffer(offered, *installed))
+    if cuda is None:
+        return selection
+    cuda = dict(cuda)
+    cuda_offered = cuda.pop("offered", None)
+    return choose_cuda(gpus, selection, CudaRequest(**cuda), cuda_offered)
 
 
 T180_G20 = many("1db1", 4)  # 4x V100-SXM2-16GB
@@ -98,7 +112,7 @@ CHOICES = [
         T180_G20,
         0,
         CUDA_REPO,
-        {"driver_branch": "580"},
+        {"branch": "580"},
         (580, "580.95.05-0ubuntu1", "proprietary", "12.8", False),
     ),
     case(
@@ -106,7 +120,7 @@ CHOICES = [
         T180_G20,
         0,
         CUDA_REPO,
-        {"driver_branch": 575},
+        {"branch": 575},
         (575, "575.57.08-0ubuntu1", "proprietary", "12.8", False),
     ),
     case(
@@ -114,7 +128,7 @@ CHOICES = [
         T180_G20,
         0,
         CUDA_REPO,
-        {"cuda_version": "12.4"},
+        {"cuda": {"version": "12.4"}},
         (580, "580.95.05-0ubuntu1", "proprietary", "12.4", False),
     ),
     case(
@@ -170,7 +184,7 @@ CHOICES = [
         H100_PCIE,
         0,
         CUDA_REPO,
-        {"driver_branch": "570"},
+        {"branch": "570"},
         (570, "570.195.03-0ubuntu1", "open", "12.8", False),
     ),
     case(
@@ -178,7 +192,7 @@ CHOICES = [
         H100_PCIE,
         0,
         CUDA_REPO,
-        {"driver_branch": "580", "cuda_version": "12.9"},
+        {"branch": "580", "cuda": {"version": "12.9"}},
         (580, "580.95.05-0ubuntu1", "open", "12.9", False),
     ),
     case(
@@ -202,7 +216,7 @@ CHOICES = [
         MIXED,
         0,
         CUDA_REPO,
-        {"driver_branch": "570"},
+        {"branch": "570"},
         (570, "570.195.03-0ubuntu1", "proprietary", "12.8", False),
     ),
 ]
@@ -211,7 +225,7 @@ CHOICES = [
 @pytest.mark.parametrize(("gpus", "nvswitches", "offered", "pins", "expected"), CHOICES)
 def test_choice(gpus, nvswitches, offered, pins, expected):
     branch, version, flavour, cuda, fm = expected
-    chosen = policy.select(gpus, offered, nvswitch_count=nvswitches, **pins)
+    chosen = decide(gpus, offered, nvswitch_count=nvswitches, **pins)
     assert chosen["branch"] == branch
     assert chosen["version"] == version
     assert chosen["upstream_version"] == version.split("-")[0]
@@ -229,19 +243,20 @@ def test_choice(gpus, nvswitches, offered, pins, expected):
 
 
 def test_t180_g20_line_on_the_sandbox_source():
-    driver = policy.select(T180_G20, DEBIAN_12, source="Debian 12 non-free")
+    driver = decide(T180_G20, DEBIAN_12, source="Debian 12 non-free")
     assert driver["reason"] == (
         "4x Tesla V100-SXM2-16GB (volta): driver branch 535 (535.309.01-0+deb12u1, the newest "
         "Debian 12 non-free offers up to 580, R580 being volta's last), proprietary kernel "
         "modules (volta has no GSP for the open ones), CUDA 12.8 wanted (volta stays on 12.x), "
         "no fabric manager (no NVSwitch)"
     )
-    node = policy.select(
+    node = choose_cuda(
         T180_G20,
-        driver_selection=driver,
-        cuda_offered=DEBIAN_12_TOOLKIT,
-        cuda_source="Debian 12 (nvidia-cuda-toolkit)",
-        cuda_hint="set cuda_source: nvidia for {line}",
+        driver,
+        CudaRequest(
+            source="Debian 12 (nvidia-cuda-toolkit)", hint="set cuda_source: nvidia for {line}"
+        ),
+        DEBIAN_12_TOOLKIT,
     )
     assert (node["branch"], node["kernel_modules"]) == (535, "proprietary")
     assert (node["cuda_version"], node["cuda_install"], node["cuda_fallback"]) == (
@@ -259,8 +274,8 @@ def test_t180_g20_line_on_the_sandbox_source():
 
 
 def test_cuda_from_the_cuda_repository_is_the_wanted_one():
-    driver = policy.select(T180_G20, CUDA_REPO)
-    node = policy.select(T180_G20, driver_selection=driver, cuda_offered=CUDA_REPO_TOOLKITS)
+    driver = decide(T180_G20, CUDA_REPO)
+    node = choose_cuda(T180_G20, driver, CudaRequest(), CUDA_REPO_TOOLKITS)
     assert (node["cuda_version"], node["cuda_install"], node["cuda_fallback"]) == (
         "12.8",
         "12.8",
@@ -270,10 +285,8 @@ def test_cuda_from_the_cuda_repository_is_the_wanted_one():
 
 
 def test_cuda_pin_on_an_old_driver_says_minor_version_compatibility():
-    driver = policy.select(T180_G20, DEBIAN_12)
-    node = policy.select(
-        T180_G20, driver_selection=driver, cuda_version="12.8", cuda_offered=CUDA_REPO_TOOLKITS
-    )
+    driver = decide(T180_G20, DEBIAN_12)
+    node = choose_cuda(T180_G20, driver, CudaRequest(version="12.8"), CUDA_REPO_TOOLKITS)
     assert node["cuda_install"] == "12.8"
     assert "minor version compatibility" in node["reason"]
 
@@ -288,7 +301,7 @@ REFUSALS = [
         "v100-pin-590",
         T180_G20,
         CUDA_REPO,
-        {"driver_branch": "590"},
+        {"branch": "590"},
         [
             "driver branch 590 cannot drive",
             "Tesla V100-SXM2-16GB (volta)",
@@ -312,7 +325,7 @@ REFUSALS = [
         "v100-cuda-13",
         T180_G20,
         CUDA_REPO,
-        {"cuda_version": "13.0"},
+        {"cuda": {"version": "13.0"}},
         [
             "cuda_version 13.0 cannot run on",
             "Tesla V100-SXM2-16GB (volta)",
@@ -331,21 +344,21 @@ REFUSALS = [
         "mixed-pin-590",
         MIXED,
         CUDA_REPO,
-        {"driver_branch": "590"},
+        {"branch": "590"},
         ["driver branch 590 cannot drive", "Tesla V100-SXM2-16GB (volta)", "580"],
     ),
     refusal(
         "mixed-cuda-13",
         MIXED,
         CUDA_REPO,
-        {"cuda_version": "13.0"},
+        {"cuda": {"version": "13.0"}},
         ["Tesla V100-SXM2-16GB (volta)", "CUDA 12.x or older"],
     ),
     refusal(
         "h100-pin-470",
         H100_PCIE,
         CUDA_REPO,
-        {"driver_branch": "470"},
+        {"branch": "470"},
         [
             "driver branch 470 cannot drive",
             "NVIDIA H100 PCIe (hopper)",
@@ -357,21 +370,21 @@ REFUSALS = [
         "h100-cuda-11.7",
         H100_PCIE,
         CUDA_REPO,
-        {"cuda_version": "11.7"},
+        {"cuda": {"version": "11.7"}},
         ["too old", "NVIDIA H100 PCIe (hopper)", "CUDA 11.8 or later"],
     ),
     refusal(
         "a100-debian-cuda-13",
         HGX_A100,
         DEBIAN_12,
-        {"cuda_version": "13.0"},
+        {"cuda": {"version": "13.0"}},
         ["needs driver branch 580 or later", "is 535"],
     ),
     refusal(
         "v100-debian-pin-580",
         T180_G20,
         DEBIAN_12,
-        {"driver_branch": "580"},
+        {"branch": "580"},
         ["driver branch 580 is not offered by Debian 12 non-free", "offers: 535"],
     ),
     refusal(
@@ -418,7 +431,7 @@ REFUSALS = [
         "installed-535-selected-580",
         T180_G20,
         CUDA_REPO,
-        {"installed_version": "535.261.03-1", "installed_kernel_modules": "proprietary"},
+        {"installed": ("535.261.03-1", "proprietary")},
         [
             "driver 535.261.03-1 (proprietary modules) is installed",
             "selects branch 580",
@@ -430,7 +443,7 @@ REFUSALS = [
         "bad-branch-pin",
         T180_G20,
         CUDA_REPO,
-        {"driver_branch": "latest"},
+        {"branch": "latest"},
         ["'latest' is not a branch number"],
     ),
 ]
@@ -438,153 +451,95 @@ REFUSALS = [
 
 @pytest.mark.parametrize(("gpus", "offered", "kwargs", "words"), REFUSALS)
 def test_refusal(gpus, offered, kwargs, words):
-    with pytest.raises(policy.PolicyError) as refusal:
-        policy.select(gpus, offered, source=kwargs.pop("source", "Debian 12 non-free"), **kwargs)
+    with pytest.raises(PolicyError) as refusal:
+        decide(gpus, offered, source=kwargs.pop("source", "Debian 12 non-free"), **kwargs)
     for word in words:
         assert word in str(refusal.value), str(refusal.value)
 
 
 def test_cuda_pin_the_source_lacks_is_refused():
-    driver = policy.select(T180_G20, DEBIAN_12)
-    with pytest.raises(policy.PolicyError, match=r"CUDA 12.4 is not offered by Debian 12"):
-        policy.select(
+    driver = decide(T180_G20, DEBIAN_12)
+    with pytest.raises(PolicyError, match=r"CUDA 12.4 is not offered by Debian 12"):
+        choose_cuda(
             T180_G20,
-            driver_selection=driver,
-            cuda_version="12.4",
-            cuda_offered=DEBIAN_12_TOOLKIT,
-            cuda_source="Debian 12 (nvidia-cuda-toolkit)",
+            driver,
+            CudaRequest(version="12.4", source="Debian 12 (nvidia-cuda-toolkit)"),
+            DEBIAN_12_TOOLKIT,
         )
 
 
 def test_cuda_fallback_can_be_refused():
-    driver = policy.select(T180_G20, DEBIAN_12)
-    with pytest.raises(policy.PolicyError, match=r"CUDA 12.8 is not offered .* offers: 11.8"):
-        policy.select(
-            T180_G20, driver_selection=driver, cuda_offered=DEBIAN_12_TOOLKIT, cuda_fallback=False
-        )
+    driver = decide(T180_G20, DEBIAN_12)
+    with pytest.raises(PolicyError, match=r"CUDA 12.8 is not offered .* offers: 11.8"):
+        choose_cuda(T180_G20, driver, CudaRequest(fallback=False), DEBIAN_12_TOOLKIT)
+
+
+def test_cuda_defaults_decide_the_version_of_a_line():
+    driver = decide(T180_G20, CUDA_REPO)
+    node = choose_cuda(
+        T180_G20, driver, CudaRequest(defaults={"12": "12.6", "13": "13.0"}), CUDA_REPO_TOOLKITS
+    )
+    assert (node["cuda_version"], node["cuda_install"]) == ("12.6", "12.6")
 
 
 def test_no_gpu_with_pins_installs_the_pinned_driver():
-    chosen = policy.select([], CUDA_REPO, driver_branch="580", kernel_modules="open")
+    chosen = decide([], CUDA_REPO, branch="580", kernel_modules="open")
     assert (chosen["branch"], chosen["kernel_modules"]) == (580, "open")
     assert "no GPU on PCI" in chosen["reason"]
+
+
+def test_the_open_modules_start_with_r515():
+    with pytest.raises(PolicyError, match="open kernel modules start with branch 515"):
+        decide([], {"open": ["470.256.02-1"]}, branch="470", kernel_modules="open")
 
 
 # ---- an installed driver: kept, upgraded, or moved only when allowed ----
 
 
 def test_installed_driver_is_kept_even_when_a_newer_one_is_offered():
-    chosen = policy.select(
-        T180_G20,
-        CUDA_REPO,
-        installed_version="580.82.07-0ubuntu1",
-        installed_kernel_modules="proprietary",
-    )
+    chosen = decide(T180_G20, CUDA_REPO, installed=("580.82.07-0ubuntu1", "proprietary"))
     assert (chosen["version"], chosen["action"]) == ("580.82.07-0ubuntu1", "keep")
 
 
 def test_upgrade_moves_within_the_branch():
-    chosen = policy.select(
-        T180_G20, CUDA_REPO, installed_version="580.82.07-0ubuntu1", upgrade=True
-    )
+    chosen = decide(T180_G20, CUDA_REPO, installed=("580.82.07-0ubuntu1", ""), upgrade=True)
     assert (chosen["version"], chosen["action"]) == ("580.95.05-0ubuntu1", "upgrade")
 
 
 def test_branch_change_when_allowed():
-    chosen = policy.select(
+    chosen = decide(
         T180_G20,
         CUDA_REPO,
-        installed_version="535.261.03-1",
-        installed_kernel_modules="proprietary",
+        installed=("535.261.03-1", "proprietary"),
         allow_branch_change=True,
     )
     assert (chosen["branch"], chosen["action"]) == (580, "change_branch")
 
 
 def test_flavour_change_needs_the_same_permission():
-    with pytest.raises(policy.PolicyError, match="allow_branch_change"):
-        policy.select(
+    with pytest.raises(PolicyError, match="allow_branch_change"):
+        decide(
             HGX_A100,
             CUDA_REPO,
             nvswitch_count=6,
-            installed_version="590.44.01-0ubuntu1",
-            installed_kernel_modules="proprietary",
+            installed=("590.44.01-0ubuntu1", "proprietary"),
         )
 
 
-# ---- reading what apt and dpkg say ----
-
-MADISON = """\
-nvidia-kernel-dkms | 535.309.01-0+deb12u1 | http://deb.debian.org/debian-security bookworm-security/non-free amd64 Packages
-nvidia-kernel-dkms | 535.261.03-1 | http://deb.debian.org/debian bookworm/non-free amd64 Packages
-nvidia-open-kernel-dkms | 535.261.03-1 | http://deb.debian.org/debian bookworm/contrib amd64 Packages
-"""  # noqa: E501
+# ---- the CUDA choice reuses the driver choice as it was recorded ----
 
 
-def test_offered_by_flavour_from_madison():
-    offered = policy.offered_by_flavour(
-        MADISON, {"proprietary": "^nvidia-kernel-dkms$", "open": "^nvidia-open-kernel-dkms$"}
-    )
-    assert offered == DEBIAN_12
+def test_the_fabric_manager_comes_from_the_driver_choice():
+    driver = decide(HGX_A100, CUDA_REPO, nvswitch_count=6)
+    node = choose_cuda(HGX_A100, driver, CudaRequest(), CUDA_REPO_TOOLKITS)
+    assert node["fabric_manager"] is True
+    assert node["parts"]["fabric_manager"] == "fabric manager for 6 NVSwitch(es)"
+    assert node["reason"].endswith("fabric manager for 6 NVSwitch(es)")
 
 
-def test_offered_branches_from_versioned_package_names():
-    madison = (
-        " nvidia-headless-580 | 580.95.05-0ubuntu1 | https://x/ Packages\n"
-        " nvidia-headless-580-open | 580.95.05-0ubuntu1 | https://x/ Packages\n"
-        " nvidia-headless-570 | 570.195.03-0ubuntu1 | https://x/ Packages\n"
-    )
-    offered = policy.offered_by_flavour(
-        madison,
-        {"proprietary": "^nvidia-headless-[0-9]+$", "open": "^nvidia-headless-[0-9]+-open$"},
-    )
-    assert offered == {
-        "proprietary": ["580.95.05-0ubuntu1", "570.195.03-0ubuntu1"],
-        "open": ["580.95.05-0ubuntu1"],
-    }
-
-
-def test_installed_from_dpkg_listing():
-    listing = (
-        "nvidia-kernel-dkms | 535.309.01-0+deb12u1 | ii \n"
-        "nvidia-open-kernel-dkms | 535.261.03-1 | rc \n"
-    )
-    probes = {"proprietary": "^nvidia-kernel-dkms$", "open": "^nvidia-open-kernel-dkms$"}
-    assert policy.installed_from_listing(listing, probes) == ("535.309.01-0+deb12u1", "proprietary")
-    assert policy.installed_from_listing("", probes) == ("", "")
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "sign"),
-    [
-        ("535.309.01-0+deb12u1", "535.261.03-1", 1),
-        ("580.95.05-0ubuntu1", "580.95.05-1", -1),
-        ("1:535.1-1", "590.1-1", 1),
-        ("11.8.89~11.8.0-5~deb12u1", "11.8.89-1", -1),
-        ("2.27.7-1+cuda12.9", "2.27.7-1+cuda12.9", 0),
-        ("580.95.05", "580.95.5", 0),
-    ],
-)
-def test_debian_version_order(a, b, sign):
-    result = policy.compare_versions(a, b)
-    assert (result > 0) - (result < 0) == sign
-
-
-@pytest.mark.parametrize(
-    ("text", "version"),
-    [
-        ("cuda-toolkit-12-8", "12.8"),
-        ("11.8.89~11.8.0-5~deb12u1", "11.8"),
-        ("12.0.140~12.0.1-4build4", "12.0"),
-        ("13.0", "13.0"),
-        ("nvidia-cuda-toolkit", None),
-    ],
-)
-def test_cuda_version_of(text, version):
-    assert policy.cuda_version_of(text) == version
-
-
-def test_branch_and_upstream_of_a_version():
-    assert policy.branch_of("1:580.95.05-0ubuntu1") == 580
-    assert policy.upstream("1:580.95.05-0ubuntu1") == "580.95.05"
-    assert policy.upstream("535.309.01") == "535.309.01"
+@pytest.mark.parametrize("missing", ["branch", "kernel_modules", "fabric_manager", "parts"])
+def test_a_driver_choice_without_its_keys_is_refused(missing):
+    driver = decide(T180_G20, CUDA_REPO)
+    del driver[missing]
+    with pytest.raises(PolicyError, match="driver_selection is not a result of nvidia_driver"):
+        choose_cuda(T180_G20, driver, CudaRequest(), CUDA_REPO_TOOLKITS)

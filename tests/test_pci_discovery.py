@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "module_utils"))
 
-from nvidia_gpu import device, models, pci
+from nvidia_gpu import models, pci
 
 HARDWARE = Path(__file__).resolve().parent.parent / "build" / "hardware"
 
@@ -174,12 +174,9 @@ def test_every_model_and_nvswitch_is_consistent():
     for device_id, model in models.MODELS.items():
         assert len(device_id) == 4 and device_id == device_id.lower()
         assert model["architecture"] in models.ARCHITECTURES
-        major = int(model["compute_capability"].split(".")[0])
-        assert device.ARCH_BY_CC_MAJOR.get(major, model["architecture"]) in (
-            model["architecture"],
-            "volta",  # CC 7.x is Volta (7.0) and Turing (7.5)
-            "ampere",  # CC 8.x is Ampere (8.0, 8.6) and Ada (8.9)
-        )
+        # The compute capability alone names the architecture (what NVML falls back to).
+        capability = model["compute_capability"]
+        assert models.architecture_of_compute_capability(capability) == model["architecture"]
     assert set(models.NVSWITCHES) == {"1af1", "22a3"}
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 NVIDIA_VENDOR_ID = "10de"
 
-# Architectures, oldest first, with what decides the driver and CUDA for them. Their order
-# (ARCH_ORDER) is also what "Volta and newer" means on the NVML side (device.py).
+# Architectures, oldest first: the one table of them. Their order (ARCH_ORDER) is also what
+# "Volta and newer" means on the NVML side (device.py).
+#   nvml_id         what nvmlDeviceGetArchitecture returns for it (NVML_DEVICE_ARCH_*)
+#   compute_capabilities  of its discrete GPUs, the ones found on PCI ("5.x": any minor)
+#   tegra_compute_capabilities  of its Jetson SoCs, which NVML may report but PCI never shows
 #   chip_prefix     how pci.ids names the chips (GV100GL, GA102, AD104, ...): the fallback for
 #                   devices missing from MODELS
 #   max_branch      last driver branch that supports the architecture (None: still supported)
@@ -20,6 +23,8 @@ NVIDIA_VENDOR_ID = "10de"
 #   cuda_max_major  last CUDA major release that supports it (None: the newest does)
 ARCHITECTURES = {
     "kepler": {
+        "nvml_id": 2,
+        "compute_capabilities": ("3.x",),
         "chip_prefix": "GK",
         "max_branch": 470,
         "min_branch": None,
@@ -30,6 +35,8 @@ ARCHITECTURES = {
         "why_cuda": "CUDA 12 dropped Kepler",
     },
     "maxwell": {
+        "nvml_id": 3,
+        "compute_capabilities": ("5.x",),
         "chip_prefix": "GM",
         "max_branch": 580,
         "min_branch": None,
@@ -40,6 +47,8 @@ ARCHITECTURES = {
         "why_cuda": "CUDA 13 dropped compute capability below 7.5",
     },
     "pascal": {
+        "nvml_id": 4,
+        "compute_capabilities": ("6.x",),
         "chip_prefix": "GP",
         "max_branch": 580,
         "min_branch": None,
@@ -50,6 +59,9 @@ ARCHITECTURES = {
         "why_cuda": "CUDA 13 dropped compute capability below 7.5",
     },
     "volta": {
+        "nvml_id": 5,
+        "compute_capabilities": ("7.0",),
+        "tegra_compute_capabilities": ("7.2",),
         "chip_prefix": "GV",
         "max_branch": 580,
         "min_branch": None,
@@ -60,6 +72,8 @@ ARCHITECTURES = {
         "why_cuda": "CUDA 13 dropped compute capability below 7.5",
     },
     "turing": {
+        "nvml_id": 6,
+        "compute_capabilities": ("7.5",),
         "chip_prefix": "TU",
         "max_branch": None,
         "min_branch": 410,
@@ -68,6 +82,9 @@ ARCHITECTURES = {
         "cuda_max_major": None,
     },
     "ampere": {
+        "nvml_id": 7,
+        "compute_capabilities": ("8.0", "8.6"),
+        "tegra_compute_capabilities": ("8.7",),
         "chip_prefix": "GA",
         "max_branch": None,
         "min_branch": 450,
@@ -76,6 +93,8 @@ ARCHITECTURES = {
         "cuda_max_major": None,
     },
     "ada": {
+        "nvml_id": 8,
+        "compute_capabilities": ("8.9",),
         "chip_prefix": "AD",
         "max_branch": None,
         "min_branch": 525,
@@ -84,6 +103,8 @@ ARCHITECTURES = {
         "cuda_max_major": None,
     },
     "hopper": {
+        "nvml_id": 9,
+        "compute_capabilities": ("9.0",),
         "chip_prefix": "GH",
         "max_branch": None,
         "min_branch": 525,
@@ -92,6 +113,8 @@ ARCHITECTURES = {
         "cuda_max_major": None,
     },
     "blackwell": {
+        "nvml_id": 10,
+        "compute_capabilities": ("10.x", "12.x"),
         "chip_prefix": "GB",
         "max_branch": None,
         "min_branch": 570,
@@ -101,6 +124,21 @@ ARCHITECTURES = {
     },
 }
 ARCH_ORDER = list(ARCHITECTURES)
+# Lookups derived from the table. NVML's architecture number -> name:
+ARCH_BY_NVML_ID = {arch["nvml_id"]: name for name, arch in ARCHITECTURES.items()}
+# Compute capability ("7.5", or "5.x" for a whole major) -> name, Jetson SoCs included:
+ARCH_BY_COMPUTE_CAPABILITY = {
+    capability: name
+    for name, arch in ARCHITECTURES.items()
+    for capability in arch["compute_capabilities"] + arch.get("tegra_compute_capabilities", ())
+}
+# A discrete chip's compute capability where the architecture alone tells it (the fallback from
+# pci.ids, which names the chip but not its compute capability):
+CC_BY_ARCH = {
+    name: arch["compute_capabilities"][0]
+    for name, arch in ARCHITECTURES.items()
+    if len(arch["compute_capabilities"]) == 1 and not arch["compute_capabilities"][0].endswith("x")
+}
 
 # Why a flavour cannot drive an architecture, for refusal messages.
 NO_OPEN_MODULES = "the open kernel modules need the GSP that Turing introduced, which {arch} lacks"
@@ -255,9 +293,6 @@ NVSWITCHES = {
     "22a3": {"name": "NVSwitch (H100 generation)", "architecture": "hopper", "systems": "HGX H100"},
 }
 
-# A chip's compute capability where the architecture alone tells it (fallback from pci.ids).
-CC_BY_ARCH = {"volta": "7.0", "turing": "7.5", "ada": "8.9", "hopper": "9.0"}
-
 
 def normalise_device_id(device_id):
     """'0x1DB1', '1db1', '10de:1db1' -> '1db1'."""
@@ -281,6 +316,14 @@ def architecture_of_chip(chip):
         if chip.startswith(arch["chip_prefix"]):
             return name
     return None
+
+
+def architecture_of_compute_capability(capability):
+    """Architecture of a compute capability ('7.5' -> 'turing', '5.2' -> 'maxwell'), or None."""
+    major, _, _ = str(capability).partition(".")
+    return ARCH_BY_COMPUTE_CAPABILITY.get(str(capability)) or ARCH_BY_COMPUTE_CAPABILITY.get(
+        major + ".x"
+    )
 
 
 def arch_index(arch):

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: the gpu-node project contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: declared persistence, power limit, clocks and compute mode for NVIDIA GPUs."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ description:
   - Settings made through NVML last until reboot or driver reload; the gpu_tuning role re-applies
     them at every boot with the same code.
 version_added: "1.0.0"
-author: gpu-node project
+author: gpu-node project contributors (@gpu-node)
 options:
   gpus:
     description:
@@ -41,7 +41,7 @@ options:
     description:
       - Clock limits. Exactly one mechanism holds the clocks afterwards.
     type: dict
-    suboptions:
+    suboptions: &clock_suboptions
       strategy:
         description:
           - C(locked) caps graphics clocks with locked clocks (Volta and newer; memory clocks too on
@@ -100,6 +100,7 @@ options:
       clocks:
         description: As O(clocks), with the same suboptions.
         type: dict
+        suboptions: *clock_suboptions
       reset_clocks:
         description: As O(reset_clocks).
         type: bool
@@ -109,8 +110,10 @@ options:
         choices: [default, exclusive_process, prohibited]
 attributes:
   check_mode:
+    description: Validates every value for every selected GPU and reports what would change.
     support: full
   diff_mode:
+    description: Shows each changed GPU's settings before and after, in watts and MHz.
     support: full
 requirements:
   - nvidia-ml-py (pynvml) on the managed host
@@ -214,44 +217,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nvidia_gpu.nvml import GpuError
 from ansible.module_utils.nvidia_gpu.settings import ensure
 from ansible.module_utils.nvidia_gpu.settings_apply import ApplyFailed
-from ansible.module_utils.nvidia_gpu.settings_spec import CLOCK_STRATEGIES, COMPUTE_MODE_NAMES
-
-CLOCK_OPTIONS = {
-    "strategy": {"type": "str", "choices": list(CLOCK_STRATEGIES), "default": "auto"},
-    "graphics_mhz": {"type": "raw"},
-    "graphics_min_mhz": {"type": "int"},
-    "memory_mhz": {"type": "raw"},
-}
-SETTING_OPTIONS = {
-    "persistence_mode": {"type": "bool"},
-    "power_limit": {"type": "raw"},
-    "clocks": {"type": "dict", "options": CLOCK_OPTIONS},
-    "reset_clocks": {"type": "bool"},
-    "compute_mode": {"type": "str", "choices": list(COMPUTE_MODE_NAMES)},
-}
-
-
-def argument_spec():
-    override = dict(SETTING_OPTIONS, gpus={"type": "list", "elements": "raw", "required": True})
-    spec = dict(SETTING_OPTIONS)
-    spec["reset_clocks"] = {"type": "bool", "default": False}
-    spec.update(
-        gpus={"type": "list", "elements": "raw", "default": ["all"]},
-        snap_clocks={"type": "bool", "default": False},
-        overrides={
-            "type": "list",
-            "elements": "dict",
-            "options": override,
-            "mutually_exclusive": [["clocks", "reset_clocks"]],
-        },
-    )
-    return spec
+from ansible.module_utils.nvidia_gpu.settings_options import MUTUALLY_EXCLUSIVE, argument_spec
 
 
 def main():
+    # The options are those of settings_options (one table); DOCUMENTATION above is checked
+    # against it by tests/test_settings_options.py.
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[["clocks", "reset_clocks"]],
+        mutually_exclusive=[list(pair) for pair in MUTUALLY_EXCLUSIVE],
         supports_check_mode=True,
     )
     try:

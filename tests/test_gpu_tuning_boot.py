@@ -1,4 +1,4 @@
-"""The gpu_tuning role's boot-time command (nvidia_gpu.boot_apply) against simulated GPUs: it
+"""The gpu_tuning role's boot-time command (nvidia_gpu.boot_cli) against simulated GPUs: it
 waits for GPUs that appear late, applies to the GPUs that answer when others never do, keeps
 settings with the card they were written for, names every GPU it could not set, and refuses bad
 config files before touching anything. Each run is its own process, as under systemd."""
@@ -28,7 +28,7 @@ BOOT = {
 }
 HELD = dict(BOOT, persistence=1, power_limit_mw=200000, graphics_clock=1005)
 TOOL = (
-    "import sys; sys.path.insert(0, %r); from nvidia_gpu.boot_apply import main; "
+    "import sys; sys.path.insert(0, %r); from nvidia_gpu.boot_cli import main; "
     "sys.exit(main(sys.argv[1:]))" % str(MODULE_UTILS)
 )
 

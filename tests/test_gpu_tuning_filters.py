@@ -1,7 +1,9 @@
 """The gpu_tuning role's filters: the power budget arithmetic people read when the guard fails,
-and inventory-wide model overrides narrowed to the GPUs a node has."""
+and inventory-wide model overrides narrowed to the GPUs a node has, with the project's own GPU
+selector (module_utils/nvidia_gpu/selection.py, as the modules use it)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ PLUGIN = (
 spec = importlib.util.spec_from_file_location("gpu_tuning_filters", PLUGIN)
 filters = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(filters)
+MODULE_UTILS = Path(__file__).resolve().parent.parent / "module_utils"
 
 V100 = "Tesla V100-SXM2-16GB"
 A100 = "NVIDIA A100-PCIE-40GB"
@@ -116,3 +119,39 @@ def test_records_are_what_the_config_file_keeps():
         {"index": 0, "uuid": "GPU-0", "name": V100},
         {"index": 1, "uuid": "GPU-1", "name": V100},
     ]
+
+
+def test_the_filter_selects_with_the_projects_selector():
+    # The plugin found module_utils/ itself; nothing in this test put it on a path.
+    selection = sys.modules["ansible.module_utils.nvidia_gpu.selection"]
+    assert Path(selection.__file__) == MODULE_UTILS / "nvidia_gpu" / "selection.py"
+    assert filters.names_a_gpu is selection.names_a_gpu
+
+
+@pytest.mark.parametrize(
+    "selector, kept",
+    [
+        (["all"], True),
+        ([1], True),
+        (["1"], True),
+        ([4], False),
+        (["gpu-1"], True),  # UUIDs match whatever their case
+        (["GPU-9"], False),
+        (["tesla v100-*"], True),  # model patterns too
+        (["*A100*"], False),
+        ([" *V100* "], True),  # as the module reads them: surrounding blanks ignored
+    ],
+)
+def test_overrides_keep_the_selectors_the_module_would_match(selector, kept):
+    result = filters.matching_overrides([{"gpus": selector, "power_limit": 250}], facts(300, 300))
+    assert result == ([{"gpus": selector, "power_limit": 250}] if kept else [])
+
+
+def test_a_lost_gpu_does_not_keep_an_override():
+    gpus = [*facts(300), {"index": 1, "lost": True, "uuid": "GPU-1"}]
+    assert filters.matching_overrides([{"gpus": [1], "power_limit": 250}], gpus) == []
+
+
+def test_a_selector_the_module_would_refuse_is_an_error():
+    with pytest.raises(AnsibleFilterError, match="GPU selector True is not valid"):
+        filters.matching_overrides([{"gpus": [True], "power_limit": 250}], facts(300))

@@ -47,7 +47,7 @@ def test_seed_fix_applies_then_is_idempotent(machine):
 def test_check_mode_reports_and_diffs_but_changes_nothing(machine):
     result = apply(machine, SEED_FIX, check_mode=True, diff=True)
     assert result["changed"] is True
-    label = "gpu 0 (%s)" % result["gpus"][0]["uuid"]
+    label = "GPU 0 (%s)" % result["gpus"][0]["uuid"]
     assert result["diff"]["before"][label] == {
         "persistence_mode": False,
         "power_limit_w": 300,

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from .models import ARCH_ORDER
+from . import models
+from .identity import label_of
 from .nvml import UNSUPPORTED, GpuError, explain, is_error, pynvml, query, text
-
-ARCHITECTURES = {
-    2: "kepler",
-    3: "maxwell",
-    4: "pascal",
-    5: "volta",
-    6: "turing",
-    7: "ampere",
-    8: "ada",
-    9: "hopper",
-    10: "blackwell",
-}
-# When NVML cannot name the architecture (older drivers), the compute capability major tells it.
-ARCH_BY_CC_MAJOR = {3: "kepler", 5: "maxwell", 6: "pascal", 7: "volta", 8: "ampere", 9: "hopper"}
 
 
 def arch_at_least(arch, oldest):
-    return arch in ARCH_ORDER and ARCH_ORDER.index(arch) >= ARCH_ORDER.index(oldest)
+    return models.arch_index(arch) >= models.arch_index(oldest) >= 0
 
 
 class Gpu:
@@ -60,16 +47,18 @@ class Gpu:
         major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
         self.compute_capability = "%d.%d" % (major, minor)
         arch = query(pynvml.nvmlDeviceGetArchitecture, handle)
-        self.architecture = ARCHITECTURES.get(arch) if arch != UNSUPPORTED else None
-        if not self.architecture:
-            self.architecture = ARCH_BY_CC_MAJOR.get(major, "unknown")
+        # Older drivers cannot name the architecture; the full compute capability tells it
+        # (7.0 is Volta, 7.5 Turing).
+        self.architecture = (
+            (models.ARCH_BY_NVML_ID.get(arch) if arch != UNSUPPORTED else None)
+            or models.architecture_of_compute_capability(self.compute_capability)
+            or "unknown"
+        )
 
     @property
     def label(self):
-        """How messages name a GPU: index, model and UUID."""
-        if self.lost:
-            return "GPU %d" % self.index
-        return "GPU %d (%s, %s)" % (self.index, self.name, self.uuid)
+        """How messages name a GPU: index, model and UUID (index only when lost)."""
+        return label_of(self, with_name=True)
 
     @property
     def supports_locked_clocks(self):

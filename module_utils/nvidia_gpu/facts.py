@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from . import clock_events
 from .device import normalise_bus_id, open_all
-from .nvml import UNSUPPORTED, GpuError, Nvml, explain, is_error, pynvml, query, text
+from .nvml import (
+    UNSUPPORTED,
+    GpuError,
+    Nvml,
+    compute_mode_name,
+    explain,
+    is_error,
+    pynvml,
+    query,
+    text,
+)
 
-COMPUTE_MODES = {0: "default", 1: "exclusive_thread", 2: "prohibited", 3: "exclusive_process"}
 # nvidia-smi topo -m spelling of NVML's common-ancestor levels.
 TOPOLOGY_LEVELS = {0: "X", 10: "PIX", 20: "PXB", 30: "PHB", 40: "NODE", 50: "SYS"}
 NVLINK_COUNTERS = {"replay": 0, "recovery": 1, "crc_flit": 2, "crc_data": 3}
@@ -209,7 +218,7 @@ def gpu_facts(gpu, with_supported_clocks=True):
             "compute_capability": gpu.compute_capability,
             "memory_total_mib": memory.total // (1024 * 1024),
             "persistence_mode": persistence if persistence == UNSUPPORTED else bool(persistence),
-            "compute_mode": COMPUTE_MODES.get(compute_mode, compute_mode),
+            "compute_mode": compute_mode_name(compute_mode),
             "performance_state": query(p.nvmlDeviceGetPerformanceState, handle),
             "power": _power(handle),
             "clocks": _clocks(handle),

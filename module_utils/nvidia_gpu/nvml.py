@@ -12,6 +12,21 @@ except ImportError:  # the modules report this with a clear message, not a trace
 # How a value the GPU does not support is reported in facts, instead of failing.
 UNSUPPORTED = "unsupported"
 
+# NVML's compute-mode numbering (nvmlComputeMode_t) and the names facts and settings use for it.
+COMPUTE_MODE_NAME_BY_NUMBER = {
+    0: "default",
+    1: "exclusive_thread",
+    2: "prohibited",
+    3: "exclusive_process",
+}
+COMPUTE_MODE_NUMBER_BY_NAME = {name: number for number, name in COMPUTE_MODE_NAME_BY_NUMBER.items()}
+
+
+def compute_mode_name(number):
+    """The name of an NVML compute mode; a number NVML may add later (or UNSUPPORTED) as is."""
+    return COMPUTE_MODE_NAME_BY_NUMBER.get(number, number)
+
+
 PYNVML_MISSING = (
     "The Python package nvidia-ml-py (module pynvml) is not installed for the interpreter running "
     "this code; install it (the nvml_runtime role does) or set ansible_python_interpreter to a "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
+from .identity import fields
 from .nvml import GpuError
 
 
@@ -29,13 +30,24 @@ def parse_selector(selector):
 
 
 def _matches(gpu, item):
+    """True when one normalised selector item names gpu (a device.Gpu or a dict)."""
+    index, uuid, name, _lost = fields(gpu)
     if item == "all":
         return True
     if item.isdigit():
-        return gpu.index == int(item)
-    if item.upper().startswith("GPU-") or item.upper().startswith("MIG-"):
-        return gpu.uuid.lower() == item.lower()
-    return fnmatch.fnmatchcase(gpu.name.lower(), item.lower())
+        return index == int(item)
+    if item.upper().startswith(("GPU-", "MIG-")):
+        return str(uuid).lower() == item.lower()
+    return fnmatch.fnmatchcase(str(name).lower(), item.lower())
+
+
+def names_a_gpu(item, gpus):
+    """True when one selector item, as written, matches any of gpus (device.Gpu or dicts).
+
+    For selectors written for many nodes (inventory-wide overrides) that a node may lack.
+    """
+    (normalised,) = parse_selector([item])
+    return any(_matches(gpu, normalised) for gpu in gpus)
 
 
 def select(gpus, selector):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from .device import open_all
+from .identity import gpu_label
 from .nvml import GpuError, Nvml
 from .settings_apply import apply, report
 from .settings_plan import plan
@@ -28,7 +29,7 @@ def ensure(raw_request, check_mode=False):
                     "Changing GPU settings needs root (use become: true); nothing was changed. "
                     "Pending changes: %s."
                     % "; ".join(
-                        "GPU %d %s" % (r["index"], ", ".join(r["changed"]))
+                        "%s %s" % (gpu_label(r["index"]), ", ".join(r["changed"]))
                         for r in results
                         if r["changed"]
                     )

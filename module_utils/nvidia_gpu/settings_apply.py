@@ -4,8 +4,9 @@ changes if any step fails, so a GPU is never left half-configured."""
 from __future__ import annotations
 
 from . import locked_clocks
-from .nvml import GpuError, explain, pynvml
-from .settings_plan import COMPUTE_MODES, ORDER, UNLOCKED, current_state, display
+from .identity import gpu_label, label_of
+from .nvml import COMPUTE_MODE_NUMBER_BY_NAME, GpuError, explain, pynvml
+from .settings_plan import ORDER, UNLOCKED, current_state, display, shown_name
 
 
 class ApplyFailed(GpuError):
@@ -23,7 +24,7 @@ def _set(gpu, key, value):
     handle = gpu.handle
     if key == "persistence_mode":
         p.nvmlDeviceSetPersistenceMode(handle, 1 if value else 0)
-    elif key == "power_limit_w":
+    elif key == "power_limit_mw":
         p.nvmlDeviceSetPowerManagementLimit(handle, value)
     elif key == "applications_clocks":
         p.nvmlDeviceSetApplicationsClocks(handle, value[0], value[1])
@@ -40,7 +41,7 @@ def _set(gpu, key, value):
             p.nvmlDeviceSetMemoryLockedClocks(handle, value[0], value[1])
         locked_clocks.record(gpu.uuid, "memory", None if value == UNLOCKED else value)
     elif key == "compute_mode":
-        p.nvmlDeviceSetComputeMode(handle, COMPUTE_MODES[value])
+        p.nvmlDeviceSetComputeMode(handle, COMPUTE_MODE_NUMBER_BY_NAME[value])
     else:
         raise ValueError(key)
 
@@ -57,7 +58,7 @@ def _gpu_id(gpu):
 def _rollback(done):
     rolled_back, not_restored = [], []
     for gpu, key, old in reversed(done):
-        entry = dict(_gpu_id(gpu), setting=key, value=display(key, old))
+        entry = dict(_gpu_id(gpu), setting=shown_name(key), value=display(key, old))
         try:
             _set(gpu, key, old)
             rolled_back.append(entry)
@@ -69,14 +70,14 @@ def _rollback(done):
 
 def _fail(gpu, key, reason, done):
     rolled_back, not_restored = _rollback(done)
-    message = "Applying %s to %s failed: %s." % (key, gpu.label, reason)
+    message = "Applying %s to %s failed: %s." % (shown_name(key), gpu.label, reason)
     if rolled_back:
         message += " Rolled back this run's changes: %s." % "; ".join(
-            "GPU %d %s" % (e["index"], e["setting"]) for e in rolled_back
+            "%s %s" % (gpu_label(e["index"]), e["setting"]) for e in rolled_back
         )
     if not_restored:
         message += " NOT restored: %s." % "; ".join(
-            "GPU %d (%s) %s: %s" % (e["index"], e["uuid"], e["setting"], e["error"])
+            "%s %s: %s" % (gpu_label(e["index"], e["uuid"]), e["setting"], e["error"])
             for e in not_restored
         )
     raise ApplyFailed(message, _gpu_id(gpu), rolled_back, not_restored)
@@ -108,12 +109,12 @@ def apply(planned):
 
 
 def report(planned):
-    """Per-GPU results and an Ansible diff, in the units people read."""
+    """Per-GPU results and an Ansible diff, in the names and units people read."""
     results, diff_before, diff_after = [], {}, {}
     for gpu, before, after in planned:
-        changed = changes(before, after)
-        shown_before = {key: display(key, before[key]) for key in after}
-        shown_after = {key: display(key, after[key]) for key in after}
+        changed = [shown_name(key) for key in changes(before, after)]
+        shown_before = {shown_name(key): display(key, before[key]) for key in after}
+        shown_after = {shown_name(key): display(key, after[key]) for key in after}
         results.append(
             dict(
                 _gpu_id(gpu),
@@ -124,7 +125,7 @@ def report(planned):
             )
         )
         if changed:
-            label = "gpu %d (%s)" % (gpu.index, gpu.uuid)
+            label = label_of(gpu)
             diff_before[label] = {key: shown_before[key] for key in changed}
             diff_after[label] = {key: shown_after[key] for key in changed}
     return results, {"before": diff_before, "after": diff_after}

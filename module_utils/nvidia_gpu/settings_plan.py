@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from . import locked_clocks
 from .facts import supported_clocks
-from .nvml import UNSUPPORTED, GpuError, explain, pynvml, query
+from .nvml import UNSUPPORTED, GpuError, compute_mode_name, explain, pynvml, query
 from .selection import select
 
-COMPUTE_MODES = {"default": 0, "exclusive_process": 3, "prohibited": 2}
-COMPUTE_MODE_NAMES = {value: name for name, value in COMPUTE_MODES.items()}
 # The order settings are applied in: persistence first so the rest sticks on an idle GPU.
+# Inside a plan values are in NVML's units (power in milliwatts); results show them as people
+# read them, under the names in SHOWN_NAMES (see display).
 ORDER = (
     "persistence_mode",
-    "power_limit_w",
+    "power_limit_mw",
     "applications_clocks",
     "locked_graphics_clocks",
     "locked_memory_clocks",
     "compute_mode",
 )
+SHOWN_NAMES = {"power_limit_mw": "power_limit_w"}
 UNLOCKED = "unlocked"
 
 
@@ -190,7 +191,7 @@ def targets_for(gpu, settings, problems, snap):
     if "power_limit" in settings:
         power = _power_target(gpu, settings["power_limit"], problems)
         if power is not None:
-            targets["power_limit_w"] = power
+            targets["power_limit_mw"] = power
     if "clocks" in settings:
         targets.update(_clock_targets(gpu, settings["clocks"], problems, snap))
     if "compute_mode" in settings:
@@ -204,16 +205,14 @@ def current_state(gpu, keys):
     handle = gpu.handle
     readers = {
         "persistence_mode": lambda: bool(p.nvmlDeviceGetPersistenceMode(handle)),
-        "power_limit_w": lambda: p.nvmlDeviceGetPowerManagementLimit(handle),
+        "power_limit_mw": lambda: p.nvmlDeviceGetPowerManagementLimit(handle),
         "applications_clocks": lambda: (
             p.nvmlDeviceGetApplicationsClock(handle, p.NVML_CLOCK_MEM),
             p.nvmlDeviceGetApplicationsClock(handle, p.NVML_CLOCK_GRAPHICS),
         ),
         "locked_graphics_clocks": lambda: locked_clocks.current(gpu.uuid, "graphics") or UNLOCKED,
         "locked_memory_clocks": lambda: locked_clocks.current(gpu.uuid, "memory") or UNLOCKED,
-        "compute_mode": lambda: COMPUTE_MODE_NAMES.get(
-            p.nvmlDeviceGetComputeMode(handle), "exclusive_thread"
-        ),
+        "compute_mode": lambda: compute_mode_name(p.nvmlDeviceGetComputeMode(handle)),
     }
     state = {}
     for key in keys:
@@ -221,7 +220,7 @@ def current_state(gpu, keys):
             state[key] = readers[key]()
         except p.NVMLError as error:
             raise GpuError(
-                "Reading %s of %s failed: %s" % (key, gpu.label, explain(error))
+                "Reading %s of %s failed: %s" % (shown_name(key), gpu.label, explain(error))
             ) from error
     return state
 
@@ -243,9 +242,14 @@ def plan(gpus, request):
     return result
 
 
+def shown_name(key):
+    """The name results, diffs and messages give a plan's key."""
+    return SHOWN_NAMES.get(key, key)
+
+
 def display(key, value):
-    """Values as people read them: watts, 'memory/graphics MHz', 'min-max MHz'."""
-    if key == "power_limit_w":
+    """A plan's value as people read it: watts, {memory_mhz, graphics_mhz}, {min_mhz, max_mhz}."""
+    if key == "power_limit_mw":
         return value // 1000 if value % 1000 == 0 else value / 1000.0
     if key == "applications_clocks":
         return {"memory_mhz": value[0], "graphics_mhz": value[1]}

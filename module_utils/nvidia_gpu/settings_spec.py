@@ -1,18 +1,23 @@
 """The desired GPU settings as users write them: checked for shape, types and allowed values.
 
 Used by the nvidia_gpu_settings module (its options) and by the boot-time tool (its config file),
-so both accept exactly the same input and reject it with the same messages.
+so both accept exactly the same input and reject it with the same messages. Which options exist,
+their types and their choices come from settings_options; the rules between values are here.
 """
 
 from __future__ import annotations
 
 from .nvml import GpuError
 from .selection import parse_selector
+from .settings_options import CLOCK_KEYS, CLOCK_OPTIONS, OPTIONS, OVERRIDE_KEYS, SETTING_KEYS
 
-CLOCK_STRATEGIES = ("auto", "locked", "application", "default")
-COMPUTE_MODE_NAMES = ("default", "exclusive_process", "prohibited")
-SETTING_KEYS = ("persistence_mode", "power_limit", "clocks", "compute_mode")
-CLOCK_KEYS = ("strategy", "graphics_mhz", "graphics_min_mhz", "memory_mhz")
+# Options given as a whole number (MHz or watts), and whether 'default' is allowed instead.
+WHOLE_NUMBERS = {
+    "power_limit": ("power_limit (watts)", True),
+    "graphics_mhz": ("clocks.graphics_mhz", True),
+    "memory_mhz": ("clocks.memory_mhz", True),
+    "graphics_min_mhz": ("clocks.graphics_min_mhz", False),
+}
 
 
 def _whole_number(name, value, allow_default):
@@ -30,6 +35,21 @@ def _whole_number(name, value, allow_default):
     return number
 
 
+def _checked(where, name, option, value):
+    """value, after the type and choices the options table gives for it."""
+    if option["type"] == "bool" and not isinstance(value, bool):
+        raise GpuError("%s%s %r is not valid; allowed: true, false." % (where, name, value))
+    if "choices" in option and value not in option["choices"]:
+        raise GpuError(
+            "%s%s %r is not valid; allowed: %s."
+            % (where, name, value, ", ".join(option["choices"]))
+        )
+    if name in WHOLE_NUMBERS:
+        shown, allow_default = WHOLE_NUMBERS[name]
+        return _whole_number(where + shown, value, allow_default)
+    return value
+
+
 def _clocks(value, where):
     if value is None:
         return None
@@ -41,27 +61,22 @@ def _clocks(value, where):
             "%sclocks has unknown key(s) %s; allowed: %s."
             % (where, ", ".join(unknown), ", ".join(CLOCK_KEYS))
         )
-    clocks = {key: value.get(key) for key in CLOCK_KEYS}
-    strategy = clocks["strategy"] or "auto"
-    if strategy not in CLOCK_STRATEGIES:
-        raise GpuError(
-            "%sclocks.strategy %r is not valid; allowed: %s."
-            % (where, strategy, ", ".join(CLOCK_STRATEGIES))
-        )
-    clocks["strategy"] = strategy
-    for key in ("graphics_mhz", "memory_mhz"):
-        if clocks[key] is not None:
-            clocks[key] = _whole_number(where + "clocks." + key, clocks[key], allow_default=True)
-    if clocks["graphics_min_mhz"] is not None:
-        clocks["graphics_min_mhz"] = _whole_number(
-            where + "clocks.graphics_min_mhz", clocks["graphics_min_mhz"], allow_default=False
-        )
+    clocks = {}
+    for key, option in CLOCK_OPTIONS.items():
+        given = value.get(key)
+        if given is None:
+            clocks[key] = option.get("default")
+        else:
+            clocks[key] = _checked(where + "clocks.", key, option, given)
+    strategy = clocks["strategy"]
     if strategy in ("locked", "auto") and clocks["graphics_mhz"] in (None, "default"):
         raise GpuError(
             "%sclocks.strategy %s needs graphics_mhz (the highest graphics clock allowed); "
             "use strategy 'default' to remove clock limits." % (where, strategy)
         )
-    if strategy == "default" and any(clocks[key] is not None for key in CLOCK_KEYS[1:]):
+    if strategy == "default" and any(
+        clocks[key] is not None for key in CLOCK_KEYS if key != "strategy"
+    ):
         raise GpuError(
             "%sclocks.strategy default restores the card's own clocks and takes no MHz values."
             % where
@@ -73,68 +88,62 @@ def _clocks(value, where):
 
 def _settings(raw, where):
     """One layer of settings (the base or an override), every key validated."""
-    settings = {}
-    if raw.get("persistence_mode") is not None:
-        if not isinstance(raw["persistence_mode"], bool):
-            raise GpuError(
-                "%spersistence_mode %r is not valid; allowed: true, false."
-                % (where, raw["persistence_mode"])
-            )
-        settings["persistence_mode"] = raw["persistence_mode"]
-    if raw.get("power_limit") is not None:
-        settings["power_limit"] = _whole_number(
-            where + "power_limit (watts)", raw["power_limit"], allow_default=True
-        )
+    settings = {
+        key: _checked(where, key, OPTIONS[key], raw[key])
+        for key in SETTING_KEYS
+        if key not in ("clocks", "reset_clocks") and raw.get(key) is not None
+    }
     clocks = _clocks(raw.get("clocks"), where)
-    if raw.get("reset_clocks"):
+    reset = raw.get("reset_clocks")
+    if reset is not None and _checked(where, "reset_clocks", OPTIONS["reset_clocks"], reset):
         if clocks is not None:
             raise GpuError("%sreset_clocks and clocks are mutually exclusive." % where)
         clocks = {key: None for key in CLOCK_KEYS}
         clocks["strategy"] = "default"
     if clocks is not None:
         settings["clocks"] = clocks
-    if raw.get("compute_mode") is not None:
-        if raw["compute_mode"] not in COMPUTE_MODE_NAMES:
-            raise GpuError(
-                "%scompute_mode %r is not valid; allowed: %s."
-                % (where, raw["compute_mode"], ", ".join(COMPUTE_MODE_NAMES))
-            )
-        settings["compute_mode"] = raw["compute_mode"]
     return settings
 
 
-def normalise(raw):
+def _override(override, where):
+    if not isinstance(override, dict):
+        raise GpuError("%smust be a mapping of gpus and settings." % where)
+    unknown = sorted(set(override) - set(OVERRIDE_KEYS))
+    if unknown:
+        raise GpuError(
+            "%sunknown key(s) %s; allowed: %s."
+            % (where, ", ".join(unknown), ", ".join(sorted(OVERRIDE_KEYS)))
+        )
+    if override.get("gpus") in (None, [], ""):
+        raise GpuError("%sneeds gpus: the GPUs it applies to." % where)
+    return {"gpus": parse_selector(override["gpus"]), "settings": _settings(override, where)}
+
+
+def normalise(raw, where=""):
     """Check a whole request and return it as {gpus, settings, overrides, snap_clocks}.
 
-    raw has the module's options: gpus, persistence_mode, power_limit, clocks, reset_clocks,
-    compute_mode, snap_clocks and overrides (a list of the same settings with their own gpus).
+    raw has the nvidia_gpu_settings module's options (settings_options.OPTIONS); where prefixes
+    the option names in messages (the boot config file says 'request.').
     """
-    overrides = []
-    for number, override in enumerate(raw.get("overrides") or []):
-        where = "overrides[%d]: " % number
-        if not isinstance(override, dict):
-            raise GpuError("%smust be a mapping of gpus and settings." % where)
-        allowed = set(SETTING_KEYS) | {"gpus", "reset_clocks"}
-        unknown = sorted(set(override) - allowed)
-        if unknown:
-            raise GpuError(
-                "%sunknown key(s) %s; allowed: %s."
-                % (where, ", ".join(unknown), ", ".join(sorted(allowed)))
-            )
-        if override.get("gpus") in (None, [], ""):
-            raise GpuError("%sneeds gpus: the GPUs it applies to." % where)
-        overrides.append(
-            {"gpus": parse_selector(override["gpus"]), "settings": _settings(override, where)}
-        )
-    settings = _settings(raw, "")
+    overrides = raw.get("overrides")
+    if overrides is not None and not isinstance(overrides, list):
+        raise GpuError("%soverrides must be a list." % where)
+    overrides = [
+        _override(override, "%soverrides[%d]: " % (where, number))
+        for number, override in enumerate(overrides or [])
+    ]
+    settings = _settings(raw, where)
+    snap_clocks = raw.get("snap_clocks")
+    if snap_clocks is not None:
+        _checked(where, "snap_clocks", OPTIONS["snap_clocks"], snap_clocks)
     if not settings and not any(o["settings"] for o in overrides):
         raise GpuError(
-            "No setting requested; give at least one of persistence_mode, power_limit, clocks, "
-            "reset_clocks, compute_mode (or overrides)."
+            "No setting requested; give at least one of %s (or overrides)."
+            % ", ".join(SETTING_KEYS)
         )
     return {
         "gpus": parse_selector(raw.get("gpus")),
         "settings": settings,
         "overrides": overrides,
-        "snap_clocks": bool(raw.get("snap_clocks")),
+        "snap_clocks": bool(snap_clocks),
     }

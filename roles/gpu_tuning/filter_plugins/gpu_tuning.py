@@ -1,27 +1,29 @@
 # Copyright: the gpu-node project contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Filters of the gpu_tuning role: model overrides for the GPUs a node has, and the power budget.
 
 Both run on the controller with plain data (module results and facts); nothing here talks to a
-GPU. The GPU selector rules are those of module_utils/nvidia_gpu/selection.py.
+GPU. GPUs are selected and named by the project's module_utils/nvidia_gpu (selection.py,
+identity.py), the code the modules run on the nodes.
 """
 
 from __future__ import annotations
 
-import fnmatch
+from pathlib import Path
 
+import ansible.module_utils
 from ansible.errors import AnsibleFilterError
 
+# On the controller ansible.module_utils holds only ansible-core's own; the modules get the
+# project's through AnsiballZ. Make the project's importable the same way (as tests/conftest.py
+# does): roles/gpu_tuning/filter_plugins/ -> the repository root's module_utils/.
+_MODULE_UTILS = str(Path(__file__).resolve().parents[3] / "module_utils")
+if _MODULE_UTILS not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(_MODULE_UTILS)
 
-def _matches(gpu, item):
-    item = str(item).strip()
-    if item == "all":
-        return True
-    if item.isdigit():
-        return gpu.get("index") == int(item)
-    if item.upper().startswith(("GPU-", "MIG-")):
-        return str(gpu.get("uuid", "")).lower() == item.lower()
-    return fnmatch.fnmatchcase(str(gpu.get("name", "")).lower(), item.lower())
+from ansible.module_utils.nvidia_gpu.identity import gpu_label  # noqa: E402
+from ansible.module_utils.nvidia_gpu.nvml import GpuError  # noqa: E402
+from ansible.module_utils.nvidia_gpu.selection import names_a_gpu  # noqa: E402
 
 
 def matching_overrides(overrides, gpus):
@@ -37,7 +39,10 @@ def matching_overrides(overrides, gpus):
         if not isinstance(override, dict) or not override.get("gpus"):
             raise AnsibleFilterError("every override needs gpus: %r" % (override,))
         items = override["gpus"] if isinstance(override["gpus"], list) else [override["gpus"]]
-        items = [item for item in items if any(_matches(gpu, item) for gpu in present)]
+        try:
+            items = [item for item in items if names_a_gpu(item, present)]
+        except GpuError as error:
+            raise AnsibleFilterError(str(error)) from error
         if items:
             kept.append(dict(override, gpus=items))
     return kept
@@ -68,7 +73,7 @@ def _gpu_watts(plan_gpus, facts_gpus):
     watts, notes = [], []
     for gpu in facts_gpus or []:
         if gpu.get("lost"):
-            notes.append("GPU %s is lost and not counted" % gpu.get("index"))
+            notes.append("%s is lost and not counted" % gpu_label(gpu["index"]))
             continue
         if gpu["index"] in planned:
             watts.append((gpu["index"], planned[gpu["index"]]))
@@ -79,7 +84,7 @@ def _gpu_watts(plan_gpus, facts_gpus):
                 watts.append((gpu["index"], power[key]))
                 break
         else:
-            notes.append("GPU %s reports no power limit and is not counted" % gpu["index"])
+            notes.append("%s reports no power limit and is not counted" % gpu_label(gpu["index"]))
     return watts, notes
 
 

@@ -23,4 +23,4 @@ def test_unit_command_and_config_are_gone(host):
 
 
 def test_the_runtime_stays(host):
-    assert host.run("%s -c 'import nvidia_gpu.boot_apply'" % PYTHON).rc == 0
+    assert host.run("%s -c 'import nvidia_gpu.boot_cli'" % PYTHON).rc == 0

@@ -46,7 +46,7 @@ def test_command_is_a_wrapper_of_the_runtime_and_checks_the_file(host):
     command = host.file(COMMAND)
     assert command.mode == 0o755
     assert command.content_string.startswith("#!%s -I\n" % PYTHON)
-    assert "from nvidia_gpu.boot_apply import main" in command.content_string
+    assert "from nvidia_gpu.boot_cli import main" in command.content_string
     check = host.run("%s check" % COMMAND)
     assert check.rc == 0, check.stderr
     assert "%s: valid; settings for 4 GPU(s)" % CONFIG in check.stdout

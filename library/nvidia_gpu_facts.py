@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: the gpu-node project contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: facts about every NVIDIA GPU, read through NVML."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ description:
     still report on the others.
   - Needs the NVIDIA driver (C(libnvidia-ml.so.1)) and the Python package nvidia-ml-py on the host.
 version_added: "1.0.0"
-author: gpu-node project
+author: gpu-node project contributors (@gpu-node)
 options:
   supported_clocks:
     description:
@@ -29,10 +29,13 @@ options:
     default: true
 attributes:
   check_mode:
+    description: Only reads the GPUs, so check mode returns the same facts.
     support: full
   diff_mode:
+    description: Changes nothing, so has no diff.
     support: none
   facts:
+    description: Returns the GPUs as C(ansible_facts.nvidia_gpu).
     support: full
 requirements:
   - nvidia-ml-py (pynvml) on the managed host

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: the gpu-node project contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: health of NVIDIA GPUs against what the host's hardware should look like."""
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ description:
   - Returns a list of findings, each with the GPU's index and UUID, the check, a severity, the
     value seen, the value expected and a message that names the likely cause (a GPU fallen off the
     bus, a loose SXM2 screw, a badly seated heatsink, a weak power supply...).
-  - Fails the task when a finding reaches O(fail_on).
+  - Fails the task when a finding reaches O(fail_on), and returns those findings as RV(blocking)
+    whether it fails or not.
 version_added: "1.0.0"
-author: gpu-node project
+author: gpu-node project contributors (@gpu-node)
 options:
   expected_count:
     description: Number of GPUs the host should have.
@@ -94,8 +95,10 @@ options:
     default: critical
 attributes:
   check_mode:
+    description: Only reads the GPUs and the kernel log, so check mode runs every check.
     support: full
   diff_mode:
+    description: Changes nothing, so has no diff.
     support: none
 requirements:
   - nvidia-ml-py (pynvml) on the managed host
@@ -170,6 +173,13 @@ findings:
       value: lost
       expected: present
       message: "GPU 2 has fallen off the bus (Xid 79): ..."
+blocking:
+  description:
+    - The findings at least as severe as O(fail_on), worst first; none with O(fail_on=never).
+    - The task fails when there is one, with their messages as C(msg).
+  returned: always
+  type: list
+  elements: dict
 gpus:
   description: Status per GPU (C(ok), C(warning) or C(critical)) with index, UUID and model.
   returned: always
@@ -184,7 +194,7 @@ xid_events:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nvidia_gpu.facts import collect
-from ansible.module_utils.nvidia_gpu.health import DEFAULTS, FAIL_ON, evaluate, should_fail
+from ansible.module_utils.nvidia_gpu.health import DEFAULTS, FAIL_ON, blocking, evaluate
 from ansible.module_utils.nvidia_gpu.nvml import GpuError
 
 OPTION_TYPES = {
@@ -229,12 +239,15 @@ def main():
     try:
         report = evaluate(collect(with_supported_clocks=False), expectations)
     except GpuError as error:
-        module.fail_json(msg=str(error), healthy=False, findings=[], gpus=[], xid_events=[])
-    result = dict(changed=False, **report)
-    if should_fail(report["findings"], module.params["fail_on"]):
-        worst = [f["message"] for f in report["findings"] if f["severity"] == "critical"]
-        worst = worst or [f["message"] for f in report["findings"] if f["severity"] == "warning"]
-        module.fail_json(msg="GPU health check failed: " + " | ".join(worst), **result)
+        module.fail_json(
+            msg=str(error), healthy=False, findings=[], blocking=[], gpus=[], xid_events=[]
+        )
+    result = dict(
+        report, changed=False, blocking=blocking(report["findings"], module.params["fail_on"])
+    )
+    if result["blocking"]:
+        messages = [f["message"] for f in result["blocking"]]
+        module.fail_json(msg="GPU health check failed: " + " | ".join(messages), **result)
     module.exit_json(**result)
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: the gpu-node project contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: NVIDIA GPUs and NVSwitches found on the PCI bus, before any driver exists."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ description:
   - Needs neither the NVIDIA driver nor pynvml, so it runs on a bare server to decide which
     driver it gets. Returns the facts under C(ansible_facts.nvidia_pci).
 version_added: "1.0.0"
-author: gpu-node project
+author: gpu-node project contributors (@gpu-node)
 options:
   sysfs_root:
     description: Directory of PCI devices, one sub-directory per device as sysfs has them.
@@ -35,10 +35,13 @@ options:
       - /usr/share/pciutils/pci.ids
 attributes:
   check_mode:
+    description: Only reads sysfs and pci.ids, so check mode returns the same facts.
     support: full
   diff_mode:
+    description: Changes nothing, so has no diff.
     support: none
   facts:
+    description: Returns the GPUs and NVSwitches found as C(ansible_facts.nvidia_pci).
     support: full
 notes:
   - Reads only; runs without root.

@@ -189,6 +189,33 @@ def test_fail_on_levels(t180, fail_on, fails):
     assert bool(health(t180, fail_on=fail_on).get("failed")) is fails
 
 
+@pytest.mark.parametrize(
+    ("fail_on", "severities"),
+    [("never", []), ("critical", ["critical"]), ("warning", ["critical", "warning"])],
+)
+def test_blocking_findings_are_those_at_fail_on(t180, fail_on, severities):
+    t180.cli("fault", 0, "throttle", "0x80")  # power brake from the PSU: critical
+    t180.cli("fault", 2, "temp", 62)  # hotter than its peers: a warning
+    result = health(t180, fail_on=fail_on)
+    assert {f["severity"] for f in result["findings"]} >= {"critical", "warning"}
+    assert result["blocking"] == [f for f in result["findings"] if f["severity"] in severities]
+    assert [f["severity"] for f in result["blocking"]] == sorted(
+        (f["severity"] for f in result["blocking"]), key=["critical", "warning"].index
+    )
+    assert bool(result.get("failed")) is bool(severities)
+    if severities:
+        messages = [f["message"] for f in result["blocking"]]
+        assert result["msg"] == "GPU health check failed: " + " | ".join(messages)
+
+
+def test_no_driver_fails_with_no_blocking_findings(machine):
+    # The role fails at the check itself when the module failed without findings to block on.
+    machine.use(None)
+    result = machine.module("nvidia_gpu_health", {"kernel_log": "none"})
+    assert result["failed"] and "driver is not loaded" in result["msg"]
+    assert result["blocking"] == [] and result["findings"] == []
+
+
 def test_peer_map_for_a_partial_mesh(machine):
     machine.use("mixed-v100-a100")
     result = machine.module(

@@ -1,0 +1,258 @@
+"""Health checks of the GPUs themselves: presence and model, temperature, memory (ECC, retired
+pages, remapped rows), clock event reasons, persistence, and the Xid events of this boot. Each
+adds findings (health.Findings) that name the GPU and the likely cause."""
+
+from __future__ import annotations
+
+import fnmatch
+import statistics
+
+from . import clock_events, xid
+from .identity import label_of
+from .nvml import UNSUPPORTED
+
+# Reasons that point at power delivery or hardware cooling: critical, the rest are warnings.
+HARDWARE_REASONS = ("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
+
+
+def check_inventory(facts, expected, findings):
+    count = facts["count"]
+    want = expected["expected_count"]
+    if want is not None and count < want:
+        findings.add(
+            "critical",
+            "gpu_count",
+            "Only %d of %d GPUs are visible to the driver: a GPU is not detected (seating in its "
+            "socket, power to the GPU board, or a dead GPU; look for it with lspci)."
+            % (count, want),
+            value=count,
+            expected=want,
+        )
+    elif want is not None and count > want:
+        findings.add(
+            "warning",
+            "gpu_count",
+            "%d GPUs found where the inventory expects %d: update the host's hardware profile."
+            % (count, want),
+            value=count,
+            expected=want,
+        )
+    for gpu in facts["gpus"]:
+        if gpu["lost"]:
+            findings.add(
+                "critical",
+                "gpu_lost",
+                "GPU %d does not answer: %s." % (gpu["index"], gpu["error"]),
+                gpu=gpu,
+                value="lost",
+                expected="present",
+            )
+            continue
+        model = expected["expected_model"]
+        if model and not fnmatch.fnmatchcase(gpu["name"].lower(), model.lower()):
+            findings.add(
+                "warning",
+                "gpu_model",
+                "%s is a %s, the inventory expects %s (a swapped GPU?)."
+                % (label_of(gpu), gpu["name"], model),
+                gpu=gpu,
+                value=gpu["name"],
+                expected=model,
+            )
+
+
+def check_temperature(facts, expected, findings):
+    present = [
+        g for g in facts["gpus"] if not g["lost"] and g["temperature"]["gpu_c"] != UNSUPPORTED
+    ]
+    for gpu in present:
+        temp = gpu["temperature"]
+        slowdown = temp["slowdown_c"] if temp["slowdown_c"] != UNSUPPORTED else None
+        limit = expected["max_temperature_c"]
+        if limit is None and slowdown is not None:
+            limit = slowdown - 5
+        if limit is not None and temp["gpu_c"] > limit:
+            at_slowdown = slowdown is not None and temp["gpu_c"] >= slowdown
+            findings.add(
+                "critical" if at_slowdown else "warning",
+                "temperature",
+                "%s is at %d C (limit %d C%s): check airflow, fans and the heatsink mounting."
+                % (
+                    label_of(gpu),
+                    temp["gpu_c"],
+                    limit,
+                    ", slowdown at %d C" % slowdown if slowdown is not None else "",
+                ),
+                gpu=gpu,
+                value=temp["gpu_c"],
+                expected="<= %d" % limit,
+            )
+    spread = expected["max_temperature_spread_c"]
+    if spread is None or len(present) < 3:
+        return
+    for gpu in present:
+        peers = [g["temperature"]["gpu_c"] for g in present if g is not gpu]
+        typical = statistics.median(peers)
+        if gpu["temperature"]["gpu_c"] - typical > spread:
+            findings.add(
+                "warning",
+                "temperature_spread",
+                "%s runs %d C hotter than its peers (%d C against a median of %d C): its heatsink "
+                "is likely badly seated or torqued, or its thermal paste has dried."
+                % (
+                    label_of(gpu),
+                    gpu["temperature"]["gpu_c"] - typical,
+                    gpu["temperature"]["gpu_c"],
+                    typical,
+                ),
+                gpu=gpu,
+                value=gpu["temperature"]["gpu_c"],
+                expected="<= median + %d" % spread,
+            )
+
+
+def check_memory(facts, expected, findings):
+    for gpu in facts["gpus"]:
+        if gpu["lost"]:
+            continue
+        ecc = gpu["ecc"]
+        volatile = ecc.get("volatile_uncorrected", UNSUPPORTED)
+        if volatile != UNSUPPORTED and volatile > expected["max_uncorrected_ecc"]:
+            findings.add(
+                "critical",
+                "ecc_uncorrected",
+                "%s had %d uncorrectable ECC errors since the driver loaded (Xid 48): memory "
+                "is failing; reboot to retire the pages, RMA if it recurs."
+                % (label_of(gpu), volatile),
+                gpu=gpu,
+                value=volatile,
+                expected="<= %d" % expected["max_uncorrected_ecc"],
+            )
+        aggregate = ecc.get("aggregate_uncorrected", UNSUPPORTED)
+        if aggregate != UNSUPPORTED and aggregate > 0 and volatile in (0, UNSUPPORTED):
+            findings.add(
+                "warning",
+                "ecc_history",
+                "%s has %d uncorrectable ECC errors in its lifetime record: watch it."
+                % (label_of(gpu), aggregate),
+                gpu=gpu,
+                value=aggregate,
+                expected=0,
+            )
+        retired = gpu.get("retired_pages")
+        if isinstance(retired, dict):
+            _check_retired_pages(gpu, retired, expected, findings)
+        rows = gpu.get("remapped_rows")
+        if isinstance(rows, dict):
+            _check_remapped_rows(gpu, rows, findings)
+
+
+def _check_retired_pages(gpu, retired, expected, findings):
+    if retired["pending"] is True:
+        findings.add(
+            "warning",
+            "retired_pages_pending",
+            "%s has pages waiting to be retired: reboot (or reset the GPU) to retire them."
+            % label_of(gpu),
+            gpu=gpu,
+            value=True,
+            expected=False,
+        )
+    counts = [v for v in (retired["single_bit_ecc"], retired["double_bit_ecc"]) if v != UNSUPPORTED]
+    total = sum(counts)
+    if total > expected["max_retired_pages"]:
+        findings.add(
+            "critical",
+            "retired_pages",
+            "%s has retired %d pages (limit %d): its memory is wearing out, plan an RMA."
+            % (label_of(gpu), total, expected["max_retired_pages"]),
+            gpu=gpu,
+            value=total,
+            expected="<= %d" % expected["max_retired_pages"],
+        )
+
+
+def _check_remapped_rows(gpu, rows, findings):
+    if rows["failure"]:
+        findings.add(
+            "critical",
+            "remapped_rows_failure",
+            "%s could not remap a failing memory row: RMA the GPU." % label_of(gpu),
+            gpu=gpu,
+            value=True,
+            expected=False,
+        )
+    if rows["pending"]:
+        findings.add(
+            "warning",
+            "remapped_rows_pending",
+            "%s has a row remapping pending: reset the GPU (or reboot) to apply it."
+            % label_of(gpu),
+            gpu=gpu,
+            value=True,
+            expected=False,
+        )
+
+
+def check_clock_events(facts, expected, findings):
+    forbidden = set(expected["forbidden_clock_event_reasons"])
+    for gpu in facts["gpus"]:
+        if gpu["lost"] or gpu["clock_event_reasons"] == UNSUPPORTED:
+            continue
+        for reason in sorted(forbidden & set(gpu["clock_event_reasons"])):
+            findings.add(
+                "critical" if reason in HARDWARE_REASONS else "warning",
+                "clock_events",
+                "%s is slowed down by %s: %s."
+                % (label_of(gpu), reason, clock_events.CAUSES.get(reason, "see NVIDIA's docs")),
+                gpu=gpu,
+                value=reason,
+                expected="not " + reason,
+            )
+
+
+def check_persistence(facts, expected, findings):
+    if not expected["require_persistence"]:
+        return
+    for gpu in facts["gpus"]:
+        if not gpu["lost"] and gpu["persistence_mode"] is False:
+            findings.add(
+                "warning",
+                "persistence_mode",
+                "%s has persistence mode off: the driver unloads between jobs, so start-up is slow "
+                "and settings can be lost; enable it (gpu_tuning role or nvidia-persistenced)."
+                % label_of(gpu),
+                gpu=gpu,
+                value=False,
+                expected=True,
+            )
+
+
+def check_kernel_log(facts, expected, findings):
+    """Xid lines of this boot, attributed to GPUs by PCI bus id. Returns the events."""
+    source = expected["kernel_log"]
+    if source == "none":
+        return []
+    lines, problem = xid.read_kernel_log(source)
+    if problem:
+        findings.add("info", "kernel_log", "Xid events were not checked: %s." % problem)
+        return []
+    by_bus = {g["pci_bus_id"][:10]: g for g in facts["gpus"] if g.get("pci_bus_id")}
+    events = xid.parse(lines)
+    counted = {}
+    for event in events:
+        counted.setdefault((event["pci_bus_id"], event["xid"]), []).append(event)
+    for (bus, code), same in sorted(counted.items()):
+        meaning = xid.describe(code)
+        gpu = by_bus.get(bus)
+        who = label_of(gpu) if gpu else "the GPU at PCI %s" % bus
+        findings.add(
+            meaning["severity"],
+            "xid",
+            "%s logged Xid %d (%s) %d time(s) this boot: %s."
+            % (who, code, meaning["meaning"], len(same), meaning["likely_cause"]),
+            gpu=gpu,
+            value=code,
+            expected="no Xid",
+        )
+    return events

@@ -49,23 +49,35 @@ def selection(branch=580, flavour="proprietary", version="580.95.05", fabric_man
     }
 
 
+# What the nvidia_driver, cuda and nccl roles pass to common's cuda_repo.
+CUDA_REPO_INPUTS = {
+    "common_cuda_repo_url": "{{ nvidia_driver_cuda_repo_url }}",
+    "common_cuda_repo_key_file": "{{ nvidia_driver_cuda_repo_key_file }}",
+    "common_cuda_repo_key_fingerprint": "{{ nvidia_driver_cuda_repo_key_fingerprint }}",
+}
+
+
 class Play:
     """The variables a play sees after the roles' defaults, vars and OS vars are loaded."""
 
-    def __init__(self, node_facts, roles=("nvidia_driver", "cuda", "nccl"), **inventory):
+    def __init__(self, node_facts, roles=("nvidia_driver", "cuda", "nccl", "common"), **inventory):
         variables = {"ansible_managed": "Ansible managed"}
         for role in roles:
             variables.update(self._load(role, "defaults/main.yml"))
         for role in roles:
             variables.update(self._load(role, "vars/main.yml"))
             variables.update(self._load(role, "vars/%s.yml" % node_facts["distribution"]))
+        variables.update({name: trust_as_template(text) for name, text in CUDA_REPO_INPUTS.items()})
         variables.update(inventory)
         variables["ansible_facts"] = node_facts
         self.templar = Templar(loader=LOADER, variables=variables)
 
     @staticmethod
     def _load(role, name):
-        return LOADER.load_from_file(str(ROLES / role / name), trusted_as_template=True) or {}
+        path = ROLES / role / name
+        if not path.exists():  # common has no vars per OS
+            return {}
+        return LOADER.load_from_file(str(path), trusted_as_template=True) or {}
 
     def var(self, name):
         return self.templar.template(trust_as_template("{{ %s }}" % name))
@@ -84,7 +96,7 @@ def content(text):
 def test_cuda_repository_source_is_deb822_with_signed_by(version, distro):
     play = Play(ubuntu(version))
     assert play.var("nvidia_driver_source_name") == "nvidia"
-    sources = play.template("nvidia_driver", "cuda-repo.sources.j2")
+    sources = play.template("common", "cuda-repo.sources.j2")
     assert sources.startswith("#\n# Ansible managed\n#\n")
     assert content(sources) == [
         "Types: deb",
@@ -92,10 +104,8 @@ def test_cuda_repository_source_is_deb822_with_signed_by(version, distro):
         "Suites: /",
         "Signed-By: /etc/apt/keyrings/nvidia-cuda.asc",
     ]
-    assert (
-        play.var("nvidia_driver_cuda_repo_sources") == "/etc/apt/sources.list.d/nvidia-cuda.sources"
-    )
-    key_url = play.var("nvidia_driver_cuda_repo ~ nvidia_driver_cuda_repo_key_file")
+    assert play.var("common_cuda_repo_sources") == "/etc/apt/sources.list.d/nvidia-cuda.sources"
+    key_url = play.var("common_cuda_repo ~ common_cuda_repo_key_file")
     assert key_url == (
         "https://developer.download.nvidia.com/compute/cuda/repos/%s/x86_64/3bf863cc.pub" % distro
     )
@@ -103,11 +113,11 @@ def test_cuda_repository_source_is_deb822_with_signed_by(version, distro):
 
 def test_cuda_repository_on_arm_servers_is_sbsa():
     play = Play(ubuntu("24.04", architecture="aarch64"))
-    assert play.var("nvidia_driver_cuda_repo").endswith("/ubuntu2404/sbsa/")
+    assert play.var("common_cuda_repo").endswith("/ubuntu2404/sbsa/")
 
 
 def test_cuda_repository_preference_pins_by_label_not_host():
-    preferences = Play(ubuntu("22.04")).template("nvidia_driver", "cuda-repo.pref.j2")
+    preferences = Play(ubuntu("22.04")).template("common", "cuda-repo.pref.j2")
     assert content(preferences) == ["Package: *", "Pin: release l=NVIDIA CUDA", "Pin-Priority: 600"]
 
 
@@ -116,7 +126,7 @@ def test_local_mirror_serves_every_source(version):
     play = Play(ubuntu(version), nvidia_driver_mirror_url="http://mirror.example:8080")
     short = version.replace(".", "")
     assert "URIs: http://mirror.example:8080/cuda/repos/ubuntu%s/x86_64/" % short in content(
-        play.template("nvidia_driver", "cuda-repo.sources.j2")
+        play.template("common", "cuda-repo.sources.j2")
     )
     assert play.var("nccl_pip_index_url") == "http://mirror.example:8080/pypi/simple"
     debian = Play(debian12(), nvidia_driver_mirror_url="http://mirror.example:8080")

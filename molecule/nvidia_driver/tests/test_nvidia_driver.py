@@ -88,10 +88,15 @@ def test_dkms_has_the_module_source(host):
 
 
 def test_nouveau_blacklisted(host):
+    # Written by community.general.kernel_blacklist (the blacklist line) and lineinfile (options).
     blacklist = host.file("/etc/modprobe.d/gpu-node-blacklist-nouveau.conf")
     assert blacklist.mode == 0o644
-    lines = [line for line in blacklist.content_string.splitlines() if not line.startswith("#")]
-    assert lines == ["blacklist nouveau", "options nouveau modeset=0"]
+    assert (blacklist.user, blacklist.group) == ("root", "root")
+    assert blacklist.content_string == "blacklist nouveau\noptions nouveau modeset=0\n"
+    # modprobe itself reads it so (the initramfs gets the same configuration).
+    config = host.check_output("modprobe --showconfig").splitlines()
+    assert "blacklist nouveau" in config
+    assert "options nouveau modeset=0" in config
 
 
 def test_persistenced_enabled_and_skipped_in_a_container(host):

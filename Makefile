@@ -14,8 +14,8 @@ HARDWARE_DIR := $(BUILD)/hardware
 SIM_PROFILES := $(notdir $(basename $(wildcard tests/nvml_sim/profiles/*.conf)))
 SANDBOX_STATE_DIR ?= /var/lib/gpu-node-sandbox
 export SANDBOX_STATE_DIR
-# Every molecule scenario, run in this order by `make molecule`.
-SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+# Every molecule scenario, run in this order by `make molecule` (molecule/default is a stub).
+SCENARIOS ?= $(filter-out default,$(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
 .PHONY: help
 help: ## Show the targets
@@ -78,13 +78,14 @@ sandbox-reboot: ## Reboot the sandbox node: faults go, gpu-tuning.service re-app
 	podman exec $(DEMO_NODE) systemctl status --no-pager --lines 8 gpu-tuning.service
 
 .PHONY: lint
-lint: venv ## ansible-lint (production profile), yamllint, ruff
+lint: venv ## ansible-lint (production profile), yamllint, ruff, ansible-test validate-modules
 	yamllint --strict .
 	ansible-lint --profile production
 	ruff check .
 	ruff format --check .
 	@# Molecule's verify steps only import their tests on a node: catch a broken import now.
 	pytest --collect-only -q molecule >/dev/null
+	tests/sanity/validate-modules.py
 
 .PHONY: unit
 unit: venv sim ## Python tests: simulator, module_utils, modules (no containers)
@@ -94,8 +95,13 @@ unit: venv sim ## Python tests: simulator, module_utils, modules (no containers)
 molecule: venv image sim ## Every molecule scenario, with idempotence
 	for scenario in $(SCENARIOS); do molecule test -s $$scenario || exit 1; done
 
+# Stages in order, each one's time at the end (also when one fails). Plain `make`, not $(MAKE):
+# `make -n test` only prints this line instead of running the stages.
 .PHONY: test
-test: lint unit molecule ## Everything CI runs
+test: ## Everything CI runs, with each stage's time at the end
+	tests/timed-stages.sh "setup=make --no-print-directory venv image sim" \
+	  "lint=make --no-print-directory lint" "unit=make --no-print-directory unit" \
+	  $(foreach scenario,$(SCENARIOS),"molecule $(scenario)=molecule test -s $(scenario)")
 
 .PHONY: bench
 bench: venv sim ## Benchmark: facts in one call vs one process per GPU (simulated T180-G20)

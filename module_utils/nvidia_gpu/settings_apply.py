@@ -19,6 +19,31 @@ class ApplyFailed(GpuError):
         self.not_restored = not_restored
 
 
+# Locked clocks per setting: the domain the record under /run keeps them as, and the NVML
+# functions that set and remove the lock.
+_LOCKS = {
+    "locked_graphics_clocks": (
+        "graphics",
+        "nvmlDeviceSetGpuLockedClocks",
+        "nvmlDeviceResetGpuLockedClocks",
+    ),
+    "locked_memory_clocks": (
+        "memory",
+        "nvmlDeviceSetMemoryLockedClocks",
+        "nvmlDeviceResetMemoryLockedClocks",
+    ),
+}
+
+
+def _set_lock(gpu, key, value):
+    domain, set_name, reset_name = _LOCKS[key]
+    if value == UNLOCKED:
+        getattr(pynvml, reset_name)(gpu.handle)
+    else:
+        getattr(pynvml, set_name)(gpu.handle, value[0], value[1])
+    locked_clocks.record(gpu.uuid, domain, None if value == UNLOCKED else value)
+
+
 def _set(gpu, key, value):
     p = pynvml
     handle = gpu.handle
@@ -28,18 +53,8 @@ def _set(gpu, key, value):
         p.nvmlDeviceSetPowerManagementLimit(handle, value)
     elif key == "applications_clocks":
         p.nvmlDeviceSetApplicationsClocks(handle, value[0], value[1])
-    elif key == "locked_graphics_clocks":
-        if value == UNLOCKED:
-            p.nvmlDeviceResetGpuLockedClocks(handle)
-        else:
-            p.nvmlDeviceSetGpuLockedClocks(handle, value[0], value[1])
-        locked_clocks.record(gpu.uuid, "graphics", None if value == UNLOCKED else value)
-    elif key == "locked_memory_clocks":
-        if value == UNLOCKED:
-            p.nvmlDeviceResetMemoryLockedClocks(handle)
-        else:
-            p.nvmlDeviceSetMemoryLockedClocks(handle, value[0], value[1])
-        locked_clocks.record(gpu.uuid, "memory", None if value == UNLOCKED else value)
+    elif key in _LOCKS:
+        _set_lock(gpu, key, value)
     elif key == "compute_mode":
         p.nvmlDeviceSetComputeMode(handle, COMPUTE_MODE_NUMBER_BY_NAME[value])
     else:

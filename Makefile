@@ -74,6 +74,8 @@ endif
 .PHONY: sandbox-reboot
 sandbox-reboot: ## Reboot the sandbox node: faults go, gpu-tuning.service re-applies the settings
 	podman restart $(DEMO_NODE) >/dev/null
+	@# systemctl needs the manager's socket, which PID 1 creates a moment after the restart.
+	timeout 60 sh -c 'until podman exec $(DEMO_NODE) test -S /run/systemd/private; do sleep 0.5; done'
 	podman exec $(DEMO_NODE) systemctl is-system-running --wait
 	podman exec $(DEMO_NODE) systemctl status --no-pager --lines 8 gpu-tuning.service
 

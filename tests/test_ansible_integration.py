@@ -111,7 +111,8 @@ def run_gpu_health_role(machine, tmp_path, **role_vars):
         ANSIBLE_ROLES_PATH="%s:%s" % (tmp_path / "roles", PROJECT / "roles"),
     )
     tasks = json.loads(proc.stdout)["plays"][0]["tasks"]
-    by_name = {t["task"]["name"].removeprefix("gpu_health : "): t["hosts"] for t in tasks}
+    # Task names without their role ("gpu_health : ", "common : ").
+    by_name = {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"] for t in tasks}
     return proc.returncode, {name: hosts["localhost"] for name, hosts in by_name.items()}
 
 

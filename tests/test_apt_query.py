@@ -32,7 +32,9 @@ nvidia-kernel-support - NVIDIA binary kernel module support files
 
 
 def test_offered_by_flavour_from_madison():
-    assert apt_query.offered_by_flavour(MADISON, DEBIAN_PROBES) == DEBIAN_12
+    assert (
+        apt_query.versions_by_flavour(apt_query.parse_madison(MADISON), DEBIAN_PROBES) == DEBIAN_12
+    )
 
 
 def test_offered_branches_from_versioned_package_names():
@@ -41,8 +43,8 @@ def test_offered_branches_from_versioned_package_names():
         " nvidia-headless-580-open | 580.95.05-0ubuntu1 | https://x/ Packages\n"
         " nvidia-headless-570 | 570.195.03-0ubuntu1 | https://x/ Packages\n"
     )
-    offered = apt_query.offered_by_flavour(
-        madison,
+    offered = apt_query.versions_by_flavour(
+        apt_query.parse_madison(madison),
         {"proprietary": "^nvidia-headless-[0-9]+$", "open": "^nvidia-headless-[0-9]+-open$"},
     )
     assert offered == {

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from test_ansible_integration import PROJECT, ansible_playbook
+from test_ansible_integration import PROJECT, ansible_playbook, run_gpu_health_role
 
 SPEC = PROJECT / "roles" / "common" / "meta" / "argument_specs.yml"
 PROFILES = sorted((PROJECT / "playbooks" / "group_vars").glob("hw_*.yml"))
@@ -28,21 +28,12 @@ PROFILE_PLAY = """
         tasks_from: hardware_profile
 """
 
-HEALTH_PLAY = """
-- name: Health
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  roles:
-    - gpu_health
-"""
-
 
 def known_names():
     return sorted(yaml.safe_load(SPEC.read_text())["argument_specs"]["hardware_profile"]["options"])
 
 
-def run(tmp_path, play, variables, roles_path=None):
+def run(tmp_path, play, variables):
     """The play on localhost with these variables; the exit status and {task name: result}."""
     playbook = tmp_path / "play.yml"
     playbook.write_text(play)
@@ -51,7 +42,7 @@ def run(tmp_path, play, variables, roles_path=None):
         playbook,
         "-e",
         json.dumps(variables),
-        ANSIBLE_ROLES_PATH=roles_path or str(PROJECT / "roles"),
+        ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
     )
     tasks = json.loads(proc.stdout)["plays"][0]["tasks"]
     by_name = {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"]["localhost"] for t in tasks}
@@ -94,13 +85,9 @@ def test_wrong_type_fails_naming_the_variable(tmp_path, name, value):
 
 
 def run_gpu_health(tmp_path, variables):
-    """The gpu_health role with its dependency (the GPU runtime) stubbed: what is checked here
-    fails before any GPU is read."""
-    stub = tmp_path / "roles" / "nvml_runtime" / "tasks"
-    stub.mkdir(parents=True)
-    (stub / "main.yml").write_text("---\n[]\n")
-    roles_path = "%s:%s" % (tmp_path / "roles", PROJECT / "roles")
-    return run(tmp_path, HEALTH_PLAY, variables, roles_path)
+    """The gpu_health role with its GPU runtime stubbed: what is checked here fails before any
+    GPU is read."""
+    return run_gpu_health_role(NO_GPUS, tmp_path, **variables)
 
 
 def test_gpu_health_stops_before_reading_a_misspelt_profile(tmp_path):

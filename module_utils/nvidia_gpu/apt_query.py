@@ -82,11 +82,6 @@ def versions_by_flavour(packages, probes):
     return offered
 
 
-def offered_by_flavour(madison_text, probes):
-    """Driver versions per kernel module flavour from `apt-cache madison` output."""
-    return versions_by_flavour(parse_madison(madison_text), probes)
-
-
 def installed_from_listing(text, probes):
     """(version, flavour) of the installed driver from `dpkg-query --show` lines
     'package | version | status' (DPKG_SHOWFORMAT), the first installed ('ii') package a probe

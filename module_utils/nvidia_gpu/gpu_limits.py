@@ -59,8 +59,9 @@ class GpuLimits:
 
     def __init__(self, gpus):
         self.gpus = list(gpus or [])
-        self.unknown = [g for g in self.gpus if _rules(g) is None]
-        self.known = [(g, _rules(g)) for g in self.gpus if _rules(g) is not None]
+        rules_of = [(g, _rules(g)) for g in self.gpus]
+        self.unknown = [g for g, rules in rules_of if rules is None]
+        self.known = [(g, rules) for g, rules in rules_of if rules is not None]
         self.min_branch, self.min_gpu = None, None
         self.max_branch, self.max_gpu = None, None
         self.cuda_min, self.cuda_min_gpu = None, None

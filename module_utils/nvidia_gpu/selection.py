@@ -8,10 +8,6 @@ from .identity import fields
 from .nvml import GpuError
 
 
-def describe_selector(selector):
-    return "all" if selector in (None, "all", ["all"]) else ", ".join(str(s) for s in selector)
-
-
 def parse_selector(selector):
     """Normalise a selector to a list of strings; None, 'all' and ['all'] mean every GPU."""
     if selector is None or selector == "all":

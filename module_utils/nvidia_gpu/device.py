@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import models
 from .identity import label_of
-from .nvml import UNSUPPORTED, GpuError, explain, is_error, pynvml, query, text
+from .nvml import UNSUPPORTED, NvmlCallError, explain, failed_call, is_error, pynvml, text
 
 
 def arch_at_least(arch, oldest):
@@ -29,24 +29,47 @@ class Gpu:
     @classmethod
     def open(cls, index):
         try:
-            gpu = cls(index, pynvml.nvmlDeviceGetHandleByIndex(index))
-            gpu._read_identity()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         except pynvml.NVMLError as error:
             if is_error(error, "GPU_IS_LOST"):
                 return cls(index, error=explain(error))
-            raise GpuError("GPU %d could not be opened: %s" % (index, explain(error))) from error
+            raise failed_call("GPU %d" % index, pynvml.nvmlDeviceGetHandleByIndex, error) from error
+        gpu = cls(index, handle)
+        try:
+            gpu._read_identity()
+        except NvmlCallError as error:
+            if is_error(error, "GPU_IS_LOST"):
+                return cls(index, error=explain(error))
+            raise
         return gpu
 
+    def call(self, function, *args):
+        """function(handle, *args); an NVML error becomes NvmlCallError naming this GPU and the
+        call (GPU_IS_LOST included: is_error(error, "GPU_IS_LOST") tells it apart)."""
+        try:
+            return function(self.handle, *args)
+        except pynvml.NVMLError as error:
+            raise failed_call(self.label, function, error) from error
+
+    def query(self, function, *args):
+        """Like call, but a value the GPU or driver does not support comes back as UNSUPPORTED."""
+        try:
+            return function(self.handle, *args)
+        except pynvml.NVMLError as error:
+            if is_error(error, "NOT_SUPPORTED") or is_error(error, "FUNCTION_NOT_FOUND"):
+                return UNSUPPORTED
+            raise failed_call(self.label, function, error) from error
+
     def _read_identity(self):
-        handle = self.handle
-        self.uuid = text(pynvml.nvmlDeviceGetUUID(handle))
-        self.name = text(pynvml.nvmlDeviceGetName(handle))
-        pci = pynvml.nvmlDeviceGetPciInfo(handle)
+        # Until the identity is read, messages can name this GPU by its index only.
+        self.uuid = text(self.call(pynvml.nvmlDeviceGetUUID))
+        self.name = text(self.call(pynvml.nvmlDeviceGetName))
+        pci = self.call(pynvml.nvmlDeviceGetPciInfo)
         self.pci_bus_id = normalise_bus_id(text(pci.busId))
         self.pci_device_id = "%04x:%04x" % (pci.pciDeviceId & 0xFFFF, pci.pciDeviceId >> 16)
-        major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+        major, minor = self.call(pynvml.nvmlDeviceGetCudaComputeCapability)
         self.compute_capability = "%d.%d" % (major, minor)
-        arch = query(pynvml.nvmlDeviceGetArchitecture, handle)
+        arch = self.query(pynvml.nvmlDeviceGetArchitecture)
         # Older drivers cannot name the architecture; the full compute capability tells it
         # (7.0 is Volta, 7.5 Turing).
         self.architecture = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 try:
     import pynvml
@@ -11,6 +12,9 @@ except ImportError:  # the modules report this with a clear message, not a trace
 
 # How a value the GPU does not support is reported in facts, instead of failing.
 UNSUPPORTED = "unsupported"
+# How a value NVML failed to read (an error other than "not supported") is reported in facts;
+# the GPU's `unreadable` list then says which call failed and why.
+UNREADABLE = "unreadable"
 
 # NVML's compute-mode numbering (nvmlComputeMode_t) and the names facts and settings use for it.
 COMPUTE_MODE_NAME_BY_NUMBER = {
@@ -42,6 +46,29 @@ class NvmlUnavailable(GpuError):
     """NVML cannot be used at all on this machine (no library, no driver, no pynvml)."""
 
 
+class NvmlCallError(GpuError):
+    """One NVML call failed. The message names the GPU and the call; `call` is the function's
+    name and `value` the NVML error code (as on pynvml's own errors, so is_error works on both)."""
+
+    def __init__(self, message, call, value):
+        super().__init__(message)
+        self.call = call
+        self.value = value
+
+
+def call_name(function):
+    """The NVML function's name as its documentation spells it (pynvml keeps the C names)."""
+    return getattr(function, "__name__", str(function))
+
+
+def failed_call(what, function, error):
+    """NvmlCallError for an NVMLError that function raised; what names the GPU (its label)."""
+    name = call_name(function)
+    return NvmlCallError(
+        "%s: %s failed: %s" % (what, name, explain(error)), name, error_code(error)
+    )
+
+
 def _reasons():
     codes = {}
     if pynvml is None:
@@ -55,6 +82,10 @@ def _reasons():
     )
     codes[pynvml.NVML_ERROR_NO_PERMISSION] = (
         "permission denied: changing GPU settings needs root (use become: true)"
+    )
+    codes[pynvml.NVML_ERROR_UNKNOWN] = (
+        "NVML reported an unknown error: the driver is in a bad state; look for Xid lines in the "
+        "kernel log (journalctl -k | grep -i xid); a reboot usually clears it"
     )
     codes[pynvml.NVML_ERROR_GPU_IS_LOST] = (
         "the GPU has fallen off the bus (Xid 79); usual causes are power (12 V rail sagging under "
@@ -87,10 +118,23 @@ def is_error(error, name):
     return pynvml is not None and error_code(error) == getattr(pynvml, "NVML_ERROR_" + name)
 
 
+# NO_PERMISSION while running as root: the cause is not the user, it is the GPU or the driver.
+_REFUSED_AS_ROOT = (
+    "the driver refused the change although this runs as root: the GPU does not allow this "
+    "setting here (a virtual GPU or a passthrough guest, a GPU in MIG or confidential-computing "
+    "mode, or a setting the administrator restricted with nvidia-smi, e.g. -acp RESTRICTED)"
+)
+
+
 def explain(error):
     """A sentence for an NVMLError that says what it means for the user."""
-    reason = _REASONS.get(error_code(error))
-    return reason if reason else str(error)
+    code = error_code(error)
+    if is_error(error, "NO_PERMISSION") and os.geteuid() == 0:
+        return _REFUSED_AS_ROOT
+    reason = _REASONS.get(code)
+    if reason:
+        return reason
+    return "%s (NVML error %s)" % (str(error).rstrip(".") or "unknown failure", code)
 
 
 def query(function, *args):

@@ -120,8 +120,8 @@ def is_error(error, name):
 
 # NO_PERMISSION while running as root: the cause is not the user, it is the GPU or the driver.
 _REFUSED_AS_ROOT = (
-    "the driver refused the change although this runs as root: the GPU does not allow this "
-    "setting here (a virtual GPU or a passthrough guest, a GPU in MIG or confidential-computing "
+    "the driver answered 'no permission' although this runs as root: the GPU does not allow "
+    "this here (a virtual GPU or a passthrough guest, a GPU in MIG or confidential-computing "
     "mode, or a setting the administrator restricted with nvidia-smi, e.g. -acp RESTRICTED)"
 )
 

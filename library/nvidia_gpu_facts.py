@@ -15,8 +15,11 @@ description:
     session, and the GPU-to-GPU link matrix (as C(nvidia-smi topo -m) shows it).
   - Returns them under C(ansible_facts.nvidia_gpu). A value a GPU does not support is reported as
     the string C(unsupported), not as an error.
-  - A GPU that has fallen off the bus is listed with C(lost=true) and the reason, so a play can
-    still report on the others.
+  - A value NVML fails to read (any other error) is the string C(unreadable), with an entry in
+    the C(unreadable) list of its GPU (or of the system, for the versions and the link matrix)
+    saying which call failed and why; everything else is still read.
+  - A GPU that has fallen off the bus, or that NVML cannot open at all, is listed with
+    C(lost=true) and the reason, so a play can still report on the others.
   - Needs the NVIDIA driver (C(libnvidia-ml.so.1)) and the Python package nvidia-ml-py on the host.
 version_added: "1.0.0"
 author: gpu-node project contributors (@gpu-node)
@@ -27,6 +30,13 @@ options:
         result much smaller).
     type: bool
     default: true
+  sysfs_root:
+    description:
+      - The PCI device tree. A GPU that has fallen off the bus cannot tell NVML its PCI address;
+        NVML numbers GPUs in PCI bus order, so the address is taken from here when the tree and
+        NVML agree.
+    type: path
+    default: /sys/bus/pci/devices
 attributes:
   check_mode:
     description: Only reads the GPUs, so check mode returns the same facts.
@@ -72,7 +82,7 @@ ansible_facts:
       type: dict
       contains:
         driver_version:
-          description: NVIDIA driver version.
+          description: NVIDIA driver version (C(unreadable) when NVML failed to tell it).
           type: str
           sample: "580.95.05"
         cuda_driver_version:
@@ -97,6 +107,14 @@ ansible_facts:
               NVLinks, C(PIX), C(PXB), C(PHB), C(NODE), C(SYS) = PCIe paths, C(X) = itself).
           type: dict
           sample: {"0": {"0": "X", "1": "NV2"}, "1": {"0": "NV2", "1": "X"}}
+        unreadable:
+          description:
+            - System values NVML failed to read - the versions, and PCIe paths of the link matrix
+              (field C(link_matrix.A.B)) - each with C(field), C(call) (the NVML function) and
+              C(error) (what the failure means). Empty when everything was read.
+          type: list
+          elements: dict
+          sample: []
         gpus:
           description:
             - One entry per GPU with C(index), C(lost), C(uuid), C(serial), C(name),
@@ -111,7 +129,16 @@ ansible_facts:
               older) or C(remapped_rows) (Ampere and newer), C(nvlinks) (per link C(active),
               C(remote_pci_bus_id), C(remote_is_switch), C(errors)) and C(pcie) (C(generation),
               C(max_generation), C(width), C(max_width), C(replay_counter)).
-            - A lost GPU has only C(index), C(lost=true) and C(error).
+            - C(unreadable) lists the values of the GPU that NVML failed to read (their value is
+              C(unreadable)), each as C(field) (its path in the GPU's facts, for example
+              C(temperature.gpu_c), C(nvlinks[2].errors.replay), C(uuid)), C(call) (the NVML
+              function) and C(error) (what the failure means); empty when everything was read.
+              A GPU whose identity cannot be read is still listed, by index, with the rest of its
+              facts; C(nvlinks) is C(unreadable) as a whole when the link states cannot be read.
+            - A lost GPU has only C(index), C(lost=true) and C(error) (naming the NVML call when
+              NVML could not open it at all), plus C(uuid) and C(pci_bus_id) when they were read
+              before it was lost; C(pci_bus_id) comes from the PCI tree (then
+              C(pci_bus_id_from=sysfs)) when NVML numbering and the tree agree.
           type: list
           elements: dict
 """
@@ -119,15 +146,22 @@ ansible_facts:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nvidia_gpu.facts import collect
 from ansible.module_utils.nvidia_gpu.nvml import GpuError
+from ansible.module_utils.nvidia_gpu.pci import SYSFS_PCI_DEVICES
 
 
 def main():
     module = AnsibleModule(
-        argument_spec={"supported_clocks": {"type": "bool", "default": True}},
+        argument_spec={
+            "supported_clocks": {"type": "bool", "default": True},
+            "sysfs_root": {"type": "path", "default": SYSFS_PCI_DEVICES},
+        },
         supports_check_mode=True,
     )
     try:
-        facts = collect(with_supported_clocks=module.params["supported_clocks"])
+        facts = collect(
+            with_supported_clocks=module.params["supported_clocks"],
+            sysfs_root=module.params["sysfs_root"],
+        )
     except GpuError as error:
         module.fail_json(msg=str(error))
     module.exit_json(changed=False, ansible_facts={"nvidia_gpu": facts})

@@ -12,9 +12,17 @@ short_description: Check NVIDIA GPUs against the expected hardware and name the 
 description:
   - Reads every GPU through NVML and checks it against expectations given as options - GPU count
     and model, NVLink links per GPU and the peer map, PCIe generation and width, temperature and
-    the spread between the hottest GPU and its peers, uncorrected ECC errors, pending page
-    retirement or row remapping, forbidden clock event (throttle) reasons, persistence mode, and
-    the Xid events of this boot in the kernel log.
+    the spread between the hottest GPU and its peers, uncorrected ECC errors (and corrected ones
+    above a threshold), pending page retirement or row remapping, forbidden clock event
+    (throttle) reasons, persistence mode, and the Xid events of this boot in the kernel log.
+  - A value NVML fails to read costs that value, not the report - every GPU still gets its
+    checks, and each failing NVML call is a finding (C(unreadable)) naming the GPU, the call and
+    the values it left unread; critical when it hides the temperature, the uncorrected ECC
+    count or the row remapping state (checks that guard against damage or corrupted results),
+    else a warning.
+  - Options are checked before anything is evaluated - a value outside its range, or an
+    O(nvlink_peer_map) naming a GPU the node does not have, fails the task with a message naming
+    the option and what is allowed.
   - Returns a list of findings, each with the GPU's index and UUID, the check, a severity, the
     value seen, the value expected and a message that names the likely cause (a GPU fallen off the
     bus, a loose SXM2 screw, a badly seated heatsink, a weak power supply...).
@@ -24,53 +32,66 @@ version_added: "1.0.0"
 author: gpu-node project contributors (@gpu-node)
 options:
   expected_count:
-    description: Number of GPUs the host should have.
+    description: Number of GPUs the host should have (1 or more).
     type: int
   expected_model:
     description: Model name every GPU should have, as NVML reports it; shell patterns allowed.
     type: str
   nvlink_links_per_gpu:
-    description: Active NVLink links every GPU should have (6 on a 4x V100 SXM2 board).
+    description: Active NVLink links every GPU should have (6 on a 4x V100 SXM2 board), 0 to 18.
     type: int
   nvlink_pair_links:
-    description: NVLinks between every pair of GPUs (2 on a 4x V100 SXM2 board, the C(NV2) mesh).
+    description:
+      - NVLinks between every pair of GPUs (2 on a 4x V100 SXM2 board, the C(NV2) mesh), 1 to 18.
     type: int
   nvlink_peer_map:
     description:
       - "NVLinks expected between specific GPUs, for boards that are not a full mesh: GPU index to
         peer index to number of links, for example C({0: {1: 2, 2: 1}})."
+      - Indices must be GPUs the node has (or O(expected_count) says it should have); links 1 to
+        18; a GPU is not its own peer.
       - Mutually exclusive with O(nvlink_pair_links).
     type: dict
   nvlink_error_threshold:
-    description: NVLink replay/recovery/CRC count above which a link is reported.
+    description: NVLink replay/recovery/CRC count above which a link is reported (0 or more).
     type: int
     default: 100
   min_pcie_generation:
     description:
-      - Lowest acceptable PCIe generation. An idle GPU that lowered its link speed is only
+      - Lowest acceptable PCIe generation, 1 to 6. An idle GPU that lowered its link speed is only
         reported as info.
     type: int
   min_pcie_width:
-    description: Lowest acceptable PCIe link width.
+    description: Lowest acceptable PCIe link width, 1 to 32.
     type: int
   pcie_replay_threshold:
-    description: PCIe replay count above which a GPU is reported.
+    description: PCIe replay count above which a GPU is reported (0 or more).
     type: int
     default: 100
   max_temperature_c:
     description:
-      - Highest acceptable GPU temperature; by default 5 C below each card's slowdown temperature.
+      - Highest acceptable GPU temperature, 1 to 120; by default 5 C below each card's slowdown
+        temperature.
     type: int
   max_temperature_spread_c:
-    description: How much hotter than the median of its peers a GPU may run (with 3 or more GPUs).
+    description:
+      - How much hotter than the median of its peers a GPU may run (with 3 or more GPUs), 0 to
+        100.
     type: int
     default: 15
   max_uncorrected_ecc:
-    description: Highest acceptable count of uncorrected (volatile) ECC errors.
+    description: Highest acceptable count of uncorrected (volatile) ECC errors (0 or more).
+    type: int
+    default: 0
+  max_corrected_ecc:
+    description:
+      - Corrected (volatile, since the driver loaded) ECC error count above which a GPU gets a
+        warning - an early warning, as DCGM treats a high corrected rate; watch for retired pages
+        or remapped rows. C(0) turns the check off.
     type: int
     default: 0
   max_retired_pages:
-    description: Retired page count above which a GPU is reported as wearing out.
+    description: Retired page count above which a GPU is reported as wearing out (0 or more).
     type: int
     default: 60
   forbidden_clock_event_reasons:
@@ -88,6 +109,13 @@ options:
         a file path, or C(none) to skip.
     type: str
     default: journal
+  sysfs_root:
+    description:
+      - The PCI device tree. A GPU that has fallen off the bus cannot tell NVML its PCI address;
+        NVML numbers GPUs in PCI bus order, so the address is taken from here when the tree and
+        NVML agree, and the GPU's Xid lines name it by index.
+    type: path
+    default: /sys/bus/pci/devices
   fail_on:
     description: Fail the task when a finding is at least this severe; C(never) only reports.
     type: str
@@ -144,9 +172,10 @@ findings:
       type: str
     check:
       description: >-
-        Which check: gpu_count, gpu_lost, gpu_model, nvlink_active, nvlink_errors,
-        nvlink_topology, pcie_generation, pcie_width, pcie_replays, temperature,
-        temperature_spread, ecc_uncorrected, ecc_history, retired_pages, retired_pages_pending,
+        Which check: unreadable (an NVML call failed; value lists the values it left unread),
+        gpu_count, gpu_lost, gpu_model, nvlink_active, nvlink_errors, nvlink_topology,
+        pcie_generation, pcie_width, pcie_replays, temperature, temperature_spread,
+        ecc_uncorrected, ecc_corrected, ecc_history, retired_pages, retired_pages_pending,
         remapped_rows_failure, remapped_rows_pending, clock_events, persistence_mode, xid,
         kernel_log.
       type: str
@@ -154,7 +183,7 @@ findings:
       description: GPU index, or null for host-wide findings.
       type: int
     uuid:
-      description: GPU UUID, when known.
+      description: GPU UUID, when known (null when it could not be read).
       type: str
     value:
       description: What was seen.
@@ -186,7 +215,9 @@ gpus:
   type: list
   elements: dict
 xid_events:
-  description: Xid lines of this boot found in the kernel log, with PCI bus id and code.
+  description:
+    - Xid lines of this boot found in the kernel log, with PCI bus id and code; the findings name
+      the GPU by index, a lost one included when its address is known.
   returned: always
   type: list
   elements: dict
@@ -194,27 +225,10 @@ xid_events:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nvidia_gpu.facts import collect
-from ansible.module_utils.nvidia_gpu.health import DEFAULTS, FAIL_ON, blocking, evaluate
+from ansible.module_utils.nvidia_gpu.health import FAIL_ON, blocking, evaluate
+from ansible.module_utils.nvidia_gpu.health_options import DEFAULTS, OPTION_TYPES, normalise
 from ansible.module_utils.nvidia_gpu.nvml import GpuError
-
-OPTION_TYPES = {
-    "expected_count": "int",
-    "expected_model": "str",
-    "nvlink_links_per_gpu": "int",
-    "nvlink_pair_links": "int",
-    "nvlink_peer_map": "dict",
-    "nvlink_error_threshold": "int",
-    "min_pcie_generation": "int",
-    "min_pcie_width": "int",
-    "pcie_replay_threshold": "int",
-    "max_temperature_c": "int",
-    "max_temperature_spread_c": "int",
-    "max_uncorrected_ecc": "int",
-    "max_retired_pages": "int",
-    "forbidden_clock_event_reasons": "list",
-    "require_persistence": "bool",
-    "kernel_log": "str",
-}
+from ansible.module_utils.nvidia_gpu.pci import SYSFS_PCI_DEVICES
 
 
 def argument_spec():
@@ -225,6 +239,7 @@ def argument_spec():
             spec[name]["default"] = DEFAULTS[name]
         if kind == "list":
             spec[name]["elements"] = "str"
+    spec["sysfs_root"] = {"type": "path", "default": SYSFS_PCI_DEVICES}
     spec["fail_on"] = {"type": "str", "choices": list(FAIL_ON), "default": "critical"}
     return spec
 
@@ -237,7 +252,9 @@ def main():
     )
     expectations = {name: module.params[name] for name in OPTION_TYPES}
     try:
-        report = evaluate(collect(with_supported_clocks=False), expectations)
+        normalise(expectations)  # a wrong option fails before any GPU is read
+        facts = collect(with_supported_clocks=False, sysfs_root=module.params["sysfs_root"])
+        report = evaluate(facts, expectations)
     except GpuError as error:
         module.fail_json(
             msg=str(error), healthy=False, findings=[], blocking=[], gpus=[], xid_events=[]

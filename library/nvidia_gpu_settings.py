@@ -59,8 +59,9 @@ options:
             O(snap_clocks) is set.
         type: raw
       graphics_min_mhz:
-        description: Lowest graphics clock of a lock; defaults to the lowest supported clock.
-        type: int
+        description:
+          - Lowest graphics clock of a lock, in MHz; defaults to the lowest supported clock.
+        type: raw
       memory_mhz:
         description:
           - Memory application clock (application), or the highest memory clock of a memory lock
@@ -122,7 +123,8 @@ requirements:
 notes:
   - NVML has no call that reads locked clocks back; the module records the locks it makes under
     C(/run/nvidia-gpu) (emptied at reboot, like the locks themselves). Locks made by other tools
-    such as C(nvidia-smi -lgc) are not seen.
+    such as C(nvidia-smi -lgc) are not seen. A record that cannot be read or is damaged is not
+    taken for no lock; the locks it should show are unknown and set again, with a warning.
 seealso:
   - module: nvidia_gpu_facts
   - module: nvidia_gpu_health
@@ -213,14 +215,47 @@ not_restored:
   elements: dict
 """
 
+import copy
+
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import NoLogError
 from ansible.module_utils.nvidia_gpu.nvml import GpuError
 from ansible.module_utils.nvidia_gpu.settings import ensure
 from ansible.module_utils.nvidia_gpu.settings_apply import ApplyFailed
-from ansible.module_utils.nvidia_gpu.settings_options import MUTUALLY_EXCLUSIVE, argument_spec
+from ansible.module_utils.nvidia_gpu.settings_options import (
+    MUTUALLY_EXCLUSIVE,
+    OPTIONS,
+    argument_spec,
+)
+
+
+def unnamed_option_error(params):
+    """The first of Ansible's own validation errors that names its option, when the first one
+    does not; else None.
+
+    A mapping option given as text that is neither JSON nor key=value (clocks: fast) fails first
+    in Ansible's no_log scan, whose message does not say which option it is; the type check
+    that follows it does.
+    """
+    given = {k: copy.deepcopy(v) for k, v in params.items() if not k.startswith("_ansible_")}
+    errors = list(ArgumentSpecValidator(argument_spec()).validate(given).errors)
+    if not errors or not isinstance(errors[0], NoLogError):
+        return None
+    named = [error for error in errors if not isinstance(error, NoLogError)]
+    return named[0].msg if named else None
 
 
 def main():
+    # (validate-modules reads the argument_spec with a _load_params that returns None.)
+    message = unnamed_option_error(basic._load_params() or {})
+    if message:
+        # Only to report the message: options taken as they are, checked no further.
+        bare = AnsibleModule(
+            argument_spec={name: {"type": "raw"} for name in OPTIONS}, supports_check_mode=True
+        )
+        bare.fail_json(msg=message)
     # The options are those of settings_options (one table); DOCUMENTATION above is checked
     # against it by tests/test_settings_options.py.
     module = AnsibleModule(
@@ -229,7 +264,7 @@ def main():
         supports_check_mode=True,
     )
     try:
-        changed, gpus, diff = ensure(module.params, check_mode=module.check_mode)
+        changed, gpus, diff = ensure(module.params, check_mode=module.check_mode, warn=module.warn)
     except ApplyFailed as error:
         module.fail_json(
             msg=str(error),

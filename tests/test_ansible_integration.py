@@ -4,11 +4,14 @@ role prints its report before it fails on findings."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -136,3 +139,271 @@ def test_gpu_health_role_passes_warnings_below_fail_on(machine, tmp_path):
     assert tasks["Fail on findings at or above critical"]["msg"] == (
         "GPU health: findings below critical"
     )
+
+
+# The roles must not depend on the caller's play: each gathers the facts it reads (common's facts
+# and platform entry points), once, and only where the play has not.
+COMMON_VARS = PROJECT / "roles" / "common" / "vars" / "main.yml"
+FACT_READS = re.compile(r"""ansible_facts(?:\[['"](\w+)['"]\]|\.(\w+)\b(?!\())|\bansible_(\w+)""")
+# ansible_* names that are Ansible's own variables, not facts.
+NOT_FACTS = {"check_mode", "facts", "managed", "parent_role_names", "python_interpreter", "version"}
+# Gathered by setup's min subset too, but only where /etc/ansible/facts.d exists: the roles read
+# it with a default (common's vars/main.yml says why it is not in the table).
+OPTIONAL_SETUP_FACTS = {"local"}
+
+
+def facts_read_under_roles():
+    """{fact: [files]} of every ansible_facts[...] / ansible_facts.X / ansible_X the roles read."""
+    reads = {}
+    for path in sorted((PROJECT / "roles").rglob("*")):
+        if path.suffix not in {".yml", ".j2", ".py"}:
+            continue
+        for match in FACT_READS.finditer(path.read_text()):
+            name = next(group for group in match.groups() if group)
+            if name not in NOT_FACTS:
+                reads.setdefault(name, []).append(str(path.relative_to(PROJECT)))
+    return reads
+
+
+def facts_our_modules_return():
+    """Facts the project's modules set, as their documentation says (C(ansible_facts.X))."""
+    names = set()
+    for path in (PROJECT / "library").glob("*.py"):
+        names.update(re.findall(r"Returns[^.]*?C\(ansible_facts\.(\w+)\)", path.read_text()))
+    return names
+
+
+def test_every_fact_the_roles_read_has_a_source():
+    by_subset = yaml.safe_load(COMMON_VARS.read_text())["common_facts_by_subset"]
+    gathered = {fact for facts in by_subset.values() for fact in facts}
+    ours = facts_our_modules_return()
+    assert {"nvidia_pci", "nvidia_gpu", "nvidia_driver_selection", "cuda_selection"} <= ours
+    package_facts = (
+        {"packages"}
+        if "ansible.builtin.package_facts"
+        in "".join(path.read_text() for path in (PROJECT / "roles").rglob("*.yml"))
+        else set()
+    )
+    reads = facts_read_under_roles()
+    assert {"distribution", "service_mgr", "virtualization_type", "nvidia_gpu"} <= set(reads)
+    unknown = {
+        fact: files
+        for fact, files in reads.items()
+        if fact not in gathered | ours | package_facts | OPTIONAL_SETUP_FACTS
+    }
+    assert not unknown, "facts read without a source: %s" % unknown
+
+
+NO_FACTS_PLAY = """
+- name: Every role that reads Ansible's facts, in a play that gathered {title}
+  hosts: localhost
+  connection: local
+  gather_facts: {gather}
+{subset}  roles: [base, nvidia_driver, cuda, nccl, gpu_tuning]
+"""
+# Each role's steps that read facts (and nothing that changes this machine: check mode).
+PREFLIGHT_TAGS = (
+    "base_preflight,nvidia_driver_preflight,cuda_preflight,nccl_preflight,gpu_tuning_preflight"
+)
+GATHER_TASK = "Gather the facts the roles read that are missing"
+
+
+def run_roles_without_facts(tmp_path, gather, subset=None):
+    playbook = tmp_path / "roles.yml"
+    playbook.write_text(
+        NO_FACTS_PLAY.format(
+            title=subset or gather,
+            gather=gather,
+            subset="  gather_subset: %s\n" % json.dumps(subset) if subset else "",
+        )
+    )
+    proc = ansible_playbook(
+        SimpleNamespace(env=os.environ),  # nothing here reads a GPU
+        playbook,
+        "--check",
+        "--tags",
+        PREFLIGHT_TAGS,
+        ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
+    )
+    report = json.loads(proc.stdout)
+    tasks = [
+        (task["task"]["name"], task["hosts"]["localhost"])
+        for play in report["plays"]
+        for task in play["tasks"]
+        if "localhost" in task["hosts"]  # not the meta tasks that end a role
+    ]
+    return proc.returncode, tasks
+
+
+def results(tasks, name):
+    return [result for task, result in tasks if task.split(" : ", 1)[-1].startswith(name)]
+
+
+@pytest.mark.parametrize(
+    ("gather", "subset", "gathered"),
+    [
+        ("false", None, ["!all", "virtual"]),  # min and virtual, once, by base's platform
+        ("true", ["!all"], ["!all", "!min", "virtual"]),  # min there: virtual only
+        ("true", None, None),  # everything there: nothing gathered again
+    ],
+)
+def test_roles_gather_the_facts_they_read(tmp_path, gather, subset, gathered):
+    status, tasks = run_roles_without_facts(tmp_path, gather, subset)
+    gathers = results(tasks, GATHER_TASK)
+    # base and nvidia_driver (platform: min, virtual), cuda, nccl, gpu_tuning (min).
+    assert len(gathers) == 5
+    ran = [result for result in gathers if not result.get("skipped")]
+    if gathered is None:
+        assert ran == []
+    else:
+        assert len(ran) == 1 and gathers[0] is ran[0]  # the first role's, and no other
+        assert ran[0]["ansible_facts"]["gather_subset"] == gathered
+    # What reads the facts worked with them.
+    os_vars = results(tasks, "Load OS-specific variables")
+    assert len(os_vars) == 4 and not any(result.get("failed") for result in os_vars)
+    platform = results(tasks, "Check that the OS is one the roles support")
+    assert len(platform) == 2 and not any(result.get("failed") for result in platform)
+    assert results(tasks, "Tell whether this host is a container")[0]["ansible_facts"][
+        "common_in_container"
+    ] in (True, False)
+    for name in (
+        "Check that the driver source exists on this OS",
+        "Check that the CUDA source exists on this OS",
+        "Check that the NCCL source exists on this OS",
+    ):
+        (result,) = results(tasks, name)
+        assert not result.get("failed"), result
+    # gpu_tuning's check reads the gathered service manager (it used to default to systemd).
+    (systemd,) = results(tasks, "Check that the node runs systemd")
+    service_mgr = next(
+        result["ansible_facts"]["ansible_service_mgr"]
+        for result in [*ran, *results(tasks, "Gathering Facts")]
+        if "ansible_service_mgr" in result.get("ansible_facts", {})
+    )
+    assert bool(systemd.get("failed")) == (service_mgr != "systemd")
+    assert status == (0 if service_mgr == "systemd" else 2)
+
+
+GPU_TUNING_PLAY = """
+- name: The gpu_tuning role's argument spec and preflight
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles: [gpu_tuning]
+"""
+VALUES = "Check the description of the power supply and the other loads"
+
+
+def run_gpu_tuning_preflight(tmp_path, variables):
+    """The gpu_tuning role's argument validation and preflight checks, nothing else."""
+    playbook = tmp_path / "gpu_tuning.yml"
+    playbook.write_text(GPU_TUNING_PLAY)
+    proc = ansible_playbook(
+        SimpleNamespace(env=os.environ),
+        playbook,
+        "--check",
+        "--tags",
+        "gpu_tuning_preflight",
+        "-e",
+        json.dumps(variables),
+        ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
+    )
+    report = json.loads(proc.stdout)
+    return {
+        task["task"]["name"].split(" : ", 1)[-1]: task["hosts"]["localhost"]
+        for task in report["plays"][0]["tasks"]
+    }
+
+
+def gpu_tuning_validation(tasks):
+    """The result of gpu_tuning's argument validation (not its dependency nvml_runtime's)."""
+    (result,) = (
+        result
+        for name, result in tasks.items()
+        if name.startswith("Validating") and "Declared GPU power" in name
+    )
+    return result
+
+
+def test_gpu_tuning_takes_whole_floats_from_jinja_arithmetic(tmp_path):
+    tasks = run_gpu_tuning_preflight(
+        tmp_path,
+        {
+            "gpu_tuning_profile": "custom",
+            "gpu_tuning_custom": {
+                "power_limit": "{{ 400 * 0.5 }}",
+                "clocks": {"strategy": "locked", "graphics_min_mhz": "{{ 1005 * 1.0 }}"},
+            },
+            "gpu_tuning_power_supply": {"count": "{{ 6 / 2 }}", "watts": "{{ 2200 / 2 }}"},
+            "gpu_tuning_other_loads_w": {"CPUs": "{{ 2 * 120.0 }}"},
+            "gpu_tuning_boot_wait_s": "{{ 240 / 2 }}",
+        },
+    )
+    validation = gpu_tuning_validation(tasks)
+    assert not validation.get("failed"), validation["msg"]
+    assert not tasks[VALUES].get("failed"), tasks[VALUES]
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"gpu_tuning_boot_wait_s": "{{ 241 / 2 }}"}, "argument 'gpu_tuning_boot_wait_s'"),
+        (
+            {"gpu_tuning_power_supply": {"count": "{{ 5 / 2 }}", "watts": 1100}},
+            "argument 'count'",
+        ),
+    ],
+)
+def test_gpu_tuning_refuses_fractions_where_it_counts(tmp_path, variables, message):
+    tasks = run_gpu_tuning_preflight(tmp_path, variables)
+    validation = gpu_tuning_validation(tasks)
+    assert validation["failed"] is True
+    assert message in validation["msg"]
+    assert VALUES not in tasks
+
+
+@pytest.mark.parametrize(
+    ("supply", "loads", "message"),
+    [
+        ({"count": 3, "watts": "inf"}, {}, "gpu_tuning_power_supply.watts 'inf' is not valid"),
+        ({"count": 3, "watts": 1100, "redundant": 3}, {}, "gpu_tuning_power_supply.redundant 3"),
+        ({"count": 3, "watts": 1100, "derating": 1.5}, {}, "gpu_tuning_power_supply.derating"),
+        ({}, {"fans": -150}, "gpu_tuning_other_loads_w.fans -150 is not valid"),
+        ({}, {"fans": "150 W"}, "gpu_tuning_other_loads_w.fans '150 W' is not valid"),
+    ],
+)
+def test_gpu_tuning_preflight_names_a_bad_supply_value(tmp_path, supply, loads, message):
+    tasks = run_gpu_tuning_preflight(
+        tmp_path, {"gpu_tuning_power_supply": supply, "gpu_tuning_other_loads_w": loads}
+    )
+    failure = tasks[VALUES]
+    assert failure["failed"] is True
+    assert message in failure["msg"]
+    assert "allowed: " in failure["msg"] and "Traceback" not in failure["msg"]
+
+
+def test_gpu_health_role_warns_on_corrected_ecc_above_the_profile(machine, tmp_path):
+    # The T180-G20 profile's threshold reaches the module through gpu_health_max_corrected_ecc.
+    limit = yaml.safe_load((PROJECT / "playbooks/group_vars/hw_t180_g20.yml").read_text())[
+        "hardware_max_corrected_ecc"
+    ]
+    assert limit > 0
+    machine.cli("fault", 1, "ecc", "volatile", "corrected", limit + 1)
+    machine.cli("fault", 2, "ecc", "volatile", "corrected", limit)  # at the limit: fine
+    status, tasks = run_gpu_health_role(
+        machine, tmp_path, hardware_max_corrected_ecc=limit, gpu_health_fail_on="warning"
+    )
+    assert status != 0
+    result = tasks["Check the GPUs against this host's hardware"]
+    assert result["invocation"]["module_args"]["max_corrected_ecc"] == limit
+    corrected = [f for f in result["findings"] if f["check"] == "ecc_corrected"]
+    assert [(f["gpu"], f["severity"]) for f in corrected] == [(1, "warning")]
+    assert any(line.startswith("WARNING: GPU 1") for line in tasks["Show the node's GPUs"]["msg"])
+
+
+def test_gpu_health_role_leaves_corrected_ecc_alone_by_default(machine, tmp_path):
+    machine.cli("fault", 1, "ecc", "volatile", "corrected", 100000)
+    _status, tasks = run_gpu_health_role(machine, tmp_path)
+    result = tasks["Check the GPUs against this host's hardware"]
+    assert result["invocation"]["module_args"]["max_corrected_ecc"] == 0
+    assert not [f for f in result["findings"] if f["check"] == "ecc_corrected"]

@@ -3,11 +3,14 @@ and inventory-wide model overrides narrowed to the GPUs a node has, with the pro
 selector (module_utils/nvidia_gpu/selection.py, as the modules use it)."""
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 PLUGIN = (
     Path(__file__).resolve().parent.parent
@@ -92,7 +95,7 @@ def test_a_budget_exactly_met_passes():
 
 
 def test_a_supply_without_watts_is_an_error():
-    with pytest.raises(AnsibleFilterError, match="not valid"):
+    with pytest.raises(AnsibleFilterError, match="gpu_tuning_power_supply has no watts"):
         filters.power_budget([], facts(300), {"count": 2}, {})
 
 
@@ -155,3 +158,129 @@ def test_a_lost_gpu_does_not_keep_an_override():
 def test_a_selector_the_module_would_refuse_is_an_error():
     with pytest.raises(AnsibleFilterError, match="GPU selector True is not valid"):
         filters.matching_overrides([{"gpus": [True], "power_limit": 250}], facts(300))
+
+
+# Generated inputs: whatever the inventory holds, the filters answer with a result or an
+# AnsibleFilterError that names the variable, never a Python exception of their own.
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(["3", "1100", "0.8", "1e3", "inf", "nan", " 3", "٣", "²", "1_000", "-1"]),
+    st.lists(st.integers(), max_size=2),
+)
+NEAR_NUMBER = st.one_of(
+    st.integers(min_value=-2, max_value=6),
+    st.floats(min_value=-1, max_value=6, allow_nan=False),
+    st.sampled_from([1.0, 0.8, "2", "0.5", "1100", 2.5]),
+)
+SUPPLY = st.one_of(
+    # Close to a real supply, so that many are accepted and their arithmetic checked.
+    st.fixed_dictionaries(
+        {"count": NEAR_NUMBER, "watts": st.one_of(NEAR_NUMBER, st.integers(1, 3000), ANY_VALUE)},
+        optional={"derating": NEAR_NUMBER, "redundant": NEAR_NUMBER, "name": ANY_VALUE},
+    ),
+    st.dictionaries(
+        st.sampled_from(["count", "watts", "derating", "redundant", "name", "volts"]),
+        ANY_VALUE,
+    ),
+    ANY_VALUE,
+)
+LOADS = st.one_of(
+    st.dictionaries(st.text(max_size=6), st.one_of(st.integers(0, 500), NEAR_NUMBER), max_size=3),
+    st.dictionaries(st.text(max_size=6), ANY_VALUE, max_size=3),
+    ANY_VALUE,
+)
+
+
+@settings(derandomize=True, max_examples=1500, deadline=None)
+@given(supply=SUPPLY, loads=LOADS)
+def test_any_supply_gives_a_budget_or_names_the_bad_value(supply, loads):
+    try:
+        budget = filters.power_budget(plan(200, 200), facts(300, 300), supply, loads)
+    except AnsibleFilterError as error:
+        message = str(error)
+        assert message.startswith(("gpu_tuning_power_supply", "gpu_tuning_other_loads_w"))
+        assert "allowed: " in message or "has no" in message or "budget guard" in message
+        return
+    # Accepted: only finite numbers, whole PSU counts, fewer redundant PSUs than PSUs.
+    count, redundant = supply["count"], supply.get("redundant", 0)
+    assert float(count) == int(float(count)) >= 1 and 0 <= float(redundant) < float(count)
+    assert math.isfinite(budget["budget_w"]) and math.isfinite(budget["total_w"])
+
+
+@st.composite
+def valid_supplies(draw):
+    count = draw(st.integers(min_value=1, max_value=8))
+    supply = {
+        "count": draw(st.sampled_from([count, float(count), str(count)])),
+        "watts": draw(st.one_of(st.integers(1, 5000), st.floats(0.5, 5000))),
+        "derating": draw(st.floats(min_value=0.01, max_value=1)),
+        "redundant": draw(st.integers(min_value=0, max_value=count - 1)),
+    }
+    return supply
+
+
+@settings(derandomize=True, max_examples=500, deadline=None)
+@given(
+    supply=valid_supplies(),
+    loads=st.dictionaries(st.text(max_size=6), st.floats(0, 1000), max_size=3),
+)
+def test_every_valid_supply_is_accepted_and_adds_up(supply, loads):
+    budget = filters.power_budget(plan(200, 250), facts(300, 300), supply, loads)
+    usable = int(supply["count"]) - supply["redundant"]
+    assert budget["budget_w"] == pytest.approx(usable * supply["watts"] * supply["derating"])
+    assert budget["total_w"] == pytest.approx(450 + sum(loads.values()))
+    assert budget["ok"] == (budget["total_w"] <= budget["budget_w"])
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    count=st.integers(min_value=1, max_value=64),
+    watts=st.integers(min_value=1, max_value=5000),
+    load=st.integers(min_value=0, max_value=5000),
+)
+def test_whole_floats_count_as_their_integers(count, watts, load):
+    # {{ 6 / 2 }} gives 3.0: the same budget as 3.
+    as_int = filters.power_budget(
+        plan(200), facts(300), {"count": count, "watts": watts}, {"x": load}
+    )
+    as_float = filters.power_budget(
+        plan(200), facts(300), {"count": float(count), "watts": float(watts)}, {"x": float(load)}
+    )
+    assert as_int == as_float
+
+
+SELECTOR_ITEM = st.one_of(
+    st.integers(min_value=-3, max_value=8),
+    st.text(max_size=8),
+    st.sampled_from(["all", "*V100*", "GPU-1", "gpu-9", "0", "²", "٣", " 1 "]),
+    st.booleans(),
+    st.none(),
+    st.floats(),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+)
+OVERRIDE = st.one_of(
+    st.fixed_dictionaries(
+        {"gpus": st.one_of(st.lists(SELECTOR_ITEM, max_size=3), SELECTOR_ITEM)},
+        optional={"power_limit": st.integers(100, 300)},
+    ),
+    ANY_VALUE,
+)
+
+
+@settings(derandomize=True, max_examples=1500, deadline=None)
+@given(overrides=st.lists(OVERRIDE, max_size=3))
+def test_any_model_override_is_kept_dropped_or_named(overrides):
+    try:
+        kept = filters.matching_overrides(overrides, facts(300, 300, 300))
+    except AnsibleFilterError as error:
+        assert str(error).startswith("gpu_tuning_model_overrides: ")
+        return
+    # Kept selectors are the overrides' own, each naming a GPU of the node.
+    for override in kept:
+        assert override["gpus"] and isinstance(override, dict)
+        for item in override["gpus"]:
+            assert filters.names_a_gpu(item, facts(300, 300, 300))

@@ -174,3 +174,47 @@ def test_no_pynvml(machine, tmp_path):
     result = machine.module("nvidia_gpu_facts", env={"PYTHONPATH": str(shadow)})
     assert result["failed"]
     assert "nvidia-ml-py (module pynvml) is not installed" in result["msg"]
+
+
+def test_everything_read_leaves_no_unreadable_entries(machine):
+    facts = facts_of(machine, supported_clocks=False)
+    assert facts["unreadable"] == []
+    assert [g["unreadable"] for g in facts["gpus"]] == [[], [], [], []]
+
+
+def test_graphics_clocks_not_supported_is_no_table(machine):
+    # Once the string "unsupported" was iterated into a list of its letters.
+    machine.cli("fault", 1, "fail", "nvmlDeviceGetSupportedGraphicsClocks", "NOT_SUPPORTED")
+    facts = facts_of(machine)
+    assert facts["gpus"][1]["supported_clocks"] == "unsupported"
+    assert list(facts["gpus"][0]["supported_clocks"]) == ["877"]
+
+
+def test_unreadable_ecc_mode_still_reads_the_counts(machine):
+    machine.cli("fault", 0, "fail", "nvmlDeviceGetEccMode", "UNKNOWN")
+    machine.cli("fault", 0, "ecc", "volatile", "uncorrected", 3)
+    gpu = facts_of(machine, supported_clocks=False)["gpus"][0]
+    assert gpu["ecc"]["enabled"] == "unreadable" == gpu["ecc"]["pending_enabled"]
+    assert gpu["ecc"]["volatile_uncorrected"] == 3
+    assert [e["field"] for e in gpu["unreadable"]] == ["ecc.enabled", "ecc.pending_enabled"]
+
+
+def test_unreadable_nvlink_states(machine):
+    machine.cli("fault", 1, "fail", "nvmlDeviceGetNvLinkState", "UNKNOWN")
+    facts = facts_of(machine, supported_clocks=False)
+    assert facts["gpus"][1]["nvlinks"] == "unreadable"
+    assert facts["gpus"][1]["unreadable"][0]["field"] == "nvlinks"
+    # Its peers still see their links to it.
+    assert facts["link_matrix"]["1"]["0"] == "NV2" == facts["link_matrix"]["0"]["1"]
+
+
+def test_lost_gpu_gets_its_pci_address_from_the_pci_tree(machine, tmp_path):
+    machine.cli("sysfs", tmp_path / "pci")
+    machine.cli("fault", 2, "lost")
+    lost = facts_of(machine, sysfs_root=str(tmp_path / "pci"))["gpus"][2]
+    assert lost["lost"] is True and lost["pci_bus_id"] == "0000:3d:00.0"
+    assert lost["pci_bus_id_from"] == "sysfs"
+    # A tree that does not match NVML's GPUs is not guessed from.
+    machine.cli("fault", 0, "absent")
+    gpus = facts_of(machine, sysfs_root=str(tmp_path / "pci"))["gpus"]
+    assert gpus[1]["lost"] is True and "pci_bus_id" not in gpus[1]

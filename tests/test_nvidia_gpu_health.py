@@ -1,6 +1,18 @@
-"""nvidia_gpu_health against simulated faults: each names the GPU, the check and the cause."""
+"""nvidia_gpu_health against simulated faults: each names the GPU, the check and the cause;
+options that cannot be right are refused, with generated ones too (hypothesis)."""
+
+import math
+import sys
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "module_utils"))
+
+from nvidia_gpu import health_options
+from nvidia_gpu.nvml import GpuError
 
 T180 = {  # what a healthy T180-G20 looks like
     "expected_count": 4,
@@ -229,3 +241,178 @@ def test_unknown_throttle_reason_is_refused(machine):
     result = machine.module("nvidia_gpu_health", {"forbidden_clock_event_reasons": ["hot"]})
     assert result["failed"]
     assert "unknown reason(s) hot; allowed:" in result["msg"] and "hw_slowdown" in result["msg"]
+
+
+def test_xid_of_a_lost_gpu_names_its_index(t180, tmp_path):
+    # The kernel names the GPU by PCI address; NVML cannot tell a lost GPU's, the PCI tree can.
+    t180.cli("sysfs", tmp_path / "pci")
+    t180.cli("fault", 2, "lost")
+    log = tmp_path / "kern.log"
+    log.write_text(
+        "kernel: NVRM: Xid (PCI:0000:3d:00): 79, pid=4242, name=python, GPU has fallen off "
+        "the bus.\n"
+    )
+    result = health(t180, kernel_log=str(log), sysfs_root=str(tmp_path / "pci"))
+    (xid,) = only(result, "xid")
+    assert xid["gpu"] == 2 and xid["message"].startswith("GPU 2 logged Xid 79")
+    # Without a PCI tree that matches NVML's numbering, the address is all there is.
+    result = health(t180, kernel_log=str(log), sysfs_root=str(tmp_path / "missing"))
+    (xid,) = only(result, "xid")
+    assert xid["gpu"] is None and "the GPU at PCI 0000:3d:00" in xid["message"]
+
+
+@pytest.mark.parametrize(
+    ("count", "threshold", "warned"), [(50, 10, True), (50, 0, False), (10, 10, False)]
+)
+def test_corrected_ecc_threshold(t180, count, threshold, warned):
+    t180.cli("fault", 3, "ecc", "volatile", "corrected", count)
+    result = health(t180, max_corrected_ecc=threshold)
+    found = [f for f in result["findings"] if f["check"] == "ecc_corrected"]
+    assert bool(found) is warned
+    if warned:
+        (finding,) = found
+        assert finding["gpu"] == 3 and finding["severity"] == "warning"
+        assert finding["value"] == 50 and finding["expected"] == "<= 10"
+        assert "early warning" in finding["message"] and "DCGM" in finding["message"]
+        assert "retired pages / remapped rows" in finding["message"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("max_uncorrected_ecc", -1, "max_uncorrected_ecc is -1; allowed: a whole number from 0 up"),
+        ("max_corrected_ecc", -5, "max_corrected_ecc is -5; allowed: a whole number from 0 up"),
+        ("nvlink_error_threshold", -1, "nvlink_error_threshold is -1; allowed:"),
+        ("pcie_replay_threshold", -100, "pcie_replay_threshold is -100; allowed:"),
+        ("max_retired_pages", -1, "max_retired_pages is -1; allowed:"),
+        ("expected_count", 0, "expected_count is 0; allowed: a whole number from 1 up"),
+        (
+            "nvlink_links_per_gpu",
+            -1,
+            "nvlink_links_per_gpu is -1; allowed: a whole number from 0 to 18",
+        ),
+        (
+            "nvlink_links_per_gpu",
+            19,
+            "nvlink_links_per_gpu is 19; allowed: a whole number from 0 to 18",
+        ),
+        ("nvlink_pair_links", 0, "nvlink_pair_links is 0; allowed: a whole number from 1 to 18"),
+        ("min_pcie_generation", 9, "min_pcie_generation is 9; allowed: a whole number from 1 to 6"),
+        ("min_pcie_width", 0, "min_pcie_width is 0; allowed: a whole number from 1 to 32"),
+        (
+            "max_temperature_c",
+            -40,
+            "max_temperature_c is -40; allowed: a whole number from 1 to 120",
+        ),
+        ("max_temperature_spread_c", 500, "max_temperature_spread_c is 500; allowed:"),
+        (
+            "nvlink_peer_map",
+            {"0": {"1": -2}},
+            "nvlink_peer_map GPU 0 links to GPU 1 is -2; allowed:",
+        ),
+        ("nvlink_peer_map", {"0": {"0": 2}}, "nvlink_peer_map GPU 0 names itself as its peer"),
+        (
+            "nvlink_peer_map",
+            {"-1": {"1": 2}},
+            "nvlink_peer_map GPU index is '-1'; allowed: a whole number from 0 up",
+        ),
+        ("nvlink_peer_map", {"0": 2}, "nvlink_peer_map {'0': 2} is not valid"),
+        (
+            "nvlink_peer_map",
+            {"0": {"7": 2}},
+            "nvlink_peer_map names GPU(s) 7, this node has GPUs 0-3; allowed: indices of GPUs",
+        ),
+    ],
+)
+def test_thresholds_that_cannot_be_right_are_refused(t180, option, value, message):
+    args = dict(T180, **{option: value})
+    if option == "nvlink_peer_map":
+        del args["nvlink_pair_links"]
+    result = t180.module("nvidia_gpu_health", args)
+    assert result["failed"] and "exception" not in result
+    assert message in result["msg"], result["msg"]
+    assert result["findings"] == [] and result["blocking"] == []
+
+
+def test_peer_map_may_name_a_gpu_the_node_should_have_but_lost(t180):
+    # GPU 3 missing at boot: the inventory finding tells it, the peer map is not wrong.
+    t180.cli("fault", 3, "absent")
+    peers = {a: {b: 2 for b in range(4) if b != a} for a in range(4)}
+    args = dict(T180, nvlink_peer_map=peers)
+    del args["nvlink_pair_links"]
+    result = t180.module("nvidia_gpu_health", args)
+    assert not result.get("failed"), result
+    assert only(result, "gpu_count")[0]["value"] == 3
+    assert not [f for f in result["findings"] if f["check"] == "nvlink_topology"]
+
+
+# Values of every kind an inventory, Jinja or a caller could hand over.
+ANY_VALUE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=6)
+    | st.sampled_from(["0", "12", "-3", "1.5", " 7", "\u0661", "hw_slowdown", "journal"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+# Per option: values near and inside its range most of the time, anything now and then.
+NEAR_RANGE = st.integers(-3, 130) | st.integers(-3, 130).map(float) | st.integers(0, 20).map(str)
+# (one_of picks a branch evenly: three near-range branches to one of anything)
+SOME_NUMBER = st.one_of(NEAR_RANGE, NEAR_RANGE, NEAR_RANGE, ANY_VALUE)
+OPTION_VALUES = {name: SOME_NUMBER for name in health_options.INTEGER_OPTIONS}
+OPTION_VALUES.update(
+    expected_model=st.sampled_from(["Tesla V100*", "", "  "]) | ANY_VALUE,
+    kernel_log=st.sampled_from(["journal", "dmesg", "none", ""]) | ANY_VALUE,
+    require_persistence=st.booleans() | ANY_VALUE,
+    forbidden_clock_event_reasons=st.lists(st.sampled_from(["hw_slowdown", "sw_power_cap", "hot"]))
+    | ANY_VALUE,
+    nvlink_peer_map=st.dictionaries(
+        st.integers(0, 4) | st.sampled_from(["0", "1", "x", "-1", "\u0661"]),
+        st.dictionaries(st.integers(0, 4) | st.sampled_from(["2", "y"]), st.integers(0, 20))
+        | ANY_VALUE,
+        min_size=1,
+        max_size=3,
+    )
+    | ANY_VALUE,
+    bogus=ANY_VALUE,  # not an option
+)
+OPTIONS = st.lists(st.sampled_from(sorted(OPTION_VALUES)), max_size=4, unique=True).flatmap(
+    lambda names: st.fixed_dictionaries({name: OPTION_VALUES[name] for name in names})
+)
+
+
+@settings(derandomize=True, max_examples=1500, deadline=None)
+@given(OPTIONS, st.integers(1, 8))
+def test_generated_options_are_accepted_or_refused_with_a_message(options, count):
+    try:
+        expected = health_options.normalise(options)
+        health_options.check_against(expected, {"count": count})
+    except GpuError as error:
+        assert str(error).endswith(".") and len(str(error)) > 20
+        return
+    for name, (_default, lowest, highest) in health_options.INTEGER_OPTIONS.items():
+        value = expected[name]
+        assert value is None or (type(value) is int and lowest <= value <= (highest or math.inf))
+    assert set(expected) == set(health_options.DEFAULTS)
+    for gpu, row in (expected["nvlink_peer_map"] or {}).items():
+        assert type(gpu) is int and 0 <= gpu < max(count, expected["expected_count"] or 0)
+        assert all(type(b) is int and b != gpu and 1 <= n <= 18 for b, n in row.items())
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [(200.0, 200), ("12", 12), (12, 12), (True, None), (1.5, None), ("\u0661", None), (" 7", None)],
+)
+def test_whole_numbers(value, accepted):
+    if accepted is None:
+        with pytest.raises(GpuError, match=r"pcie_replay_threshold is .*; allowed: a whole number"):
+            health_options.normalise({"pcie_replay_threshold": value})
+    else:
+        assert (
+            health_options.normalise({"pcie_replay_threshold": value})["pcie_replay_threshold"]
+            == accepted
+        )

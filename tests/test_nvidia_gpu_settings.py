@@ -242,3 +242,107 @@ def test_not_root_fails_before_changing_anything(open_machine):
 def test_check_mode_works_without_root(open_machine):
     result = open_machine.module("nvidia_gpu_settings", SEED_FIX, check_mode=True, uid=65534)
     assert result["changed"] is True and not result.get("failed")
+
+
+LOCK = {"clocks": {"strategy": "locked", "graphics_mhz": 1005}}
+LOCKED = dict(BOOT, graphics_clock=1005)  # a V100 whose graphics clocks are capped at 1005 MHz
+
+
+def unusable_run_dirs(root):
+    """NVIDIA_GPU_RUN_DIR values where the lock record cannot be written, even by root."""
+    a_file = root / "a-file"
+    a_file.write_text("")
+    return {"under a file": str(a_file / "run"), "a file": str(a_file)}
+
+
+@pytest.mark.parametrize("where", ["under a file", "a file"])
+def test_a_lock_that_cannot_be_recorded_is_undone(machine, where):
+    run_dir = unusable_run_dirs(machine.root)[where]
+    result = machine.module("nvidia_gpu_settings", LOCK, env={"NVIDIA_GPU_RUN_DIR": run_dir})
+    assert result["failed"]
+    assert "the lock record %s/locked-clocks.json cannot be written" % run_dir in result["msg"]
+    assert result["failed_gpu"]["index"] == 0 and result["rolled_back"] == []
+    (entry,) = result["not_restored"]
+    assert (entry["index"], entry["setting"]) == (0, "locked_graphics_clocks")
+    assert entry["error"].startswith(REMOVED_INSTEAD)
+    assert machine.state() == [BOOT] * 4  # no lock left that no later run could see
+
+
+def warnings(result):
+    """The module's warnings as text (ansible-core 2.19 returns each as a structured event)."""
+    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
+
+
+# A lock that cannot be recorded is undone. The record could not be read either, so the lock
+# before the run is unknown: the GPU is left unlocked, and the error says so.
+REMOVED_INSTEAD = "its lock before this run is unknown (the lock record could not tell it)"
+
+
+def boot_id():
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+# Record contents that must not be taken for "nothing locked" (U stands for GPU 0's UUID).
+CORRUPT_RECORDS = {
+    "not JSON": (b"{not json", "is not JSON"),
+    "not UTF-8": (b"\xff\xfe{}", "is not text"),
+    "a list": (b"[]", "the top level is list, not an object"),
+    "boot id a number": (b'{"boot_id": 5, "gpus": {}}', "boot_id is 5, not a string"),
+    "gpus a list": (b'{"boot_id": "B", "gpus": []}', "gpus is [], not an object"),
+    "gpu a list": (b'{"boot_id": "B", "gpus": {"U": []}}', "gpus.U is [], not an object"),
+    "lock of one value": (
+        b'{"boot_id": "B", "gpus": {"U": {"graphics": [135]}}}',
+        "gpus.U.graphics is [135], not null or [min_mhz, max_mhz]",
+    ),
+    "lock of strings": (
+        b'{"boot_id": "B", "gpus": {"U": {"graphics": ["135", "1005"]}}}',
+        "gpus.U.graphics is ['135', '1005']",
+    ),
+    "lock upside down": (
+        b'{"boot_id": "B", "gpus": {"U": {"graphics": [1005, 135]}}}',
+        "gpus.U.graphics is [1005, 135]",
+    ),
+    "unknown domain": (b'{"boot_id": "B", "gpus": {"U": {"video": null}}}', "gpus.U is {'video'"),
+    "unknown key": (b'{"boot_id": "B", "gpus": {}, "locks": 1}', "unknown key(s) locks"),
+}
+
+
+@pytest.mark.parametrize("content, problem", CORRUPT_RECORDS.values(), ids=list(CORRUPT_RECORDS))
+def test_a_corrupt_lock_record_means_unknown_locks_set_again(machine, content, problem):
+    uuid = apply(machine, LOCK)["gpus"][0]["uuid"]
+    record = machine.run_dir / "locked-clocks.json"
+    record.write_bytes(
+        content.replace(b'"B"', json.dumps(boot_id()).encode()).replace(
+            b'"U"', json.dumps(uuid).encode()
+        )
+    )
+    # The locks are still there; a record read as "nothing locked" would skip removing them.
+    result = apply(machine, {"reset_clocks": True})
+    assert [g["changed"] for g in result["gpus"]] == [["locked_graphics_clocks"]] * 4
+    assert result["gpus"][0]["before"]["locked_graphics_clocks"] == "unknown"
+    (warning,) = warnings(result)
+    assert "the lock record %s" % record in warning and problem.replace("U", uuid) in warning
+    assert "they are set again" in warning
+    assert machine.state() == [BOOT] * 4
+    rewritten = json.loads(record.read_text())
+    assert rewritten["complete"] is False and len(rewritten["gpus"]) == 4
+    assert apply(machine, {"reset_clocks": True})["changed"] is False
+
+
+def test_a_lock_record_replaced_incomplete_keeps_other_gpus_unknown(machine):
+    apply(machine, LOCK)
+    record = machine.run_dir / "locked-clocks.json"
+    record.write_text("garbage")
+    apply(machine, {"gpus": [0], "reset_clocks": True})  # rewrites the record, GPU 0 only
+    result = apply(machine, {"gpus": [1], "reset_clocks": True})
+    assert result["gpus"][0]["before"]["locked_graphics_clocks"] == "unknown"
+    assert "was replaced after it could not be used" in warnings(result)[0]
+    assert machine.state_of([0, 1]) == [BOOT, BOOT] and machine.state_of([2]) == [LOCKED]
+
+
+def test_a_record_that_can_be_neither_read_nor_written_rolls_back(machine):
+    (machine.run_dir / "locked-clocks.json").mkdir(parents=True)
+    result = machine.module("nvidia_gpu_settings", LOCK)
+    assert result["failed"] and result["not_restored"][0]["error"].startswith(REMOVED_INSTEAD)
+    assert "locked-clocks.json cannot be written" in result["msg"]
+    assert machine.state() == [BOOT] * 4

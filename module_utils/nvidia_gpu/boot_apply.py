@@ -4,7 +4,8 @@ At boot the driver may still be loading and GPUs may answer late, or never. This
 bound and a backoff, until NVML initialises and every GPU the file gives settings to answers,
 then calls settings.ensure - the code the nvidia_gpu_settings module runs - so a boot and a play
 can never disagree about what a setting means. When the wait runs out the GPUs that answer still
-get their settings; the others are returned with the reason, for the command to report
+get their settings; the others are returned as a Failure saying why and of which kind (the GPU
+did not answer, its settings do not fit it, or NVML failed a call), for the command to report
 (boot_cli.py prints the lines and chooses the exit status).
 
 Standard library and the nvidia_gpu package only, Python 3.8+.
@@ -12,19 +13,72 @@ Standard library and the nvidia_gpu package only, Python 3.8+.
 
 from __future__ import annotations
 
+import math
 import time
 
 from .boot_config import one_line
 from .device import Gpu
 from .identity import label_of
-from .nvml import GpuError, Nvml, NvmlUnavailable, explain, pynvml
+from .nvml import GpuError, Nvml, NvmlCallError, NvmlUnavailable, explain, pynvml
 from .settings import ensure
+from .settings_apply import ApplyFailed
 
 # Backoff between looks at the GPUs while waiting: first delay, growth, longest delay (seconds).
 FIRST_DELAY_S = 0.25
 LONGEST_DELAY_S = 5.0
 
 NVML_ERRORS = (pynvml.NVMLError,) if pynvml is not None else ()
+
+# Why a GPU of the file does not hold its settings.
+MISSING = "missing"  # it did not answer within the wait
+NOT_VALID = "not valid"  # its settings do not fit it (range, supported clocks)
+NVML_FAILED = "nvml failed"  # the driver failed a call while reading or setting it
+
+
+class Failure:
+    """Why one GPU of the file does not hold its settings: a one-line reason and its kind."""
+
+    def __init__(self, reason, kind):
+        self.reason = reason
+        self.kind = kind
+
+    def __str__(self):
+        return self.reason
+
+    def __repr__(self):
+        return "Failure(%r, %r)" % (self.reason, self.kind)
+
+
+def _nvml_call(error):
+    """(whether an NVML call failure caused error, the NVML function's name if known).
+
+    Follows the explicit causes (`raise ... from error`, as NVML failures are re-raised on the
+    way up); ApplyFailed is raised while handling the failed call, so its context counts too.
+    """
+    nvml_failed, call, seen = False, None, set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (NvmlCallError, ApplyFailed, *NVML_ERRORS)):
+            nvml_failed = True
+        if isinstance(error, NvmlCallError) and call is None:
+            call = error.call
+        cause = error.__cause__
+        if cause is None and isinstance(error, ApplyFailed):
+            cause = error.__context__
+        error = cause
+    return nvml_failed, call
+
+
+def failure_of(error):
+    """A Failure for an error settings.ensure raised (a GpuError or a raw NVMLError)."""
+    nvml_failed, call = _nvml_call(error)
+    if isinstance(error, NVML_ERRORS):
+        reason = "NVML failed: %s" % explain(error)
+    else:
+        reason = one_line(error)
+    if call and call not in reason:
+        reason += " (NVML call %s)" % call
+    return Failure(reason, NVML_FAILED if nvml_failed else NOT_VALID)
 
 
 def scan():
@@ -66,6 +120,8 @@ def wait_for_gpus(config, wait_s, say, clock=time.monotonic, sleep=time.sleep):
     say(line) tells what is awaited, once, and when the wait ended. Returns (gpus, nvml_error,
     missing UUIDs).
     """
+    if not (isinstance(wait_s, (int, float)) and math.isfinite(wait_s) and wait_s >= 0):
+        raise ValueError("wait_s must be a finite number of seconds, not %r" % (wait_s,))
     start = clock()
     deadline = start + wait_s
     delay = FIRST_DELAY_S
@@ -92,7 +148,7 @@ def wait_for_gpus(config, wait_s, say, clock=time.monotonic, sleep=time.sleep):
 
 
 def apply_settings(config, gpus, warn):
-    """Bring every answering GPU of the file to its settings; returns (results, {uuid: why}).
+    """Bring every answering GPU of the file to its settings; returns (results, {uuid: Failure}).
 
     When the GPUs cannot all be set at once, each is tried on its own (warn(line) says so), so
     one failing GPU does not keep the others from their settings.
@@ -102,28 +158,32 @@ def apply_settings(config, gpus, warn):
         return [], {}
     try:
         return ensure(request)[1], {}
-    except GpuError as error:
+    except (GpuError, *NVML_ERRORS) as error:
+        failure = failure_of(error)
         if len(uuids) == 1:
-            return [], {uuids[0]: one_line(error)}
-        warn("applying to all GPUs at once failed (%s); trying GPU by GPU" % one_line(error))
+            return [], {uuids[0]: failure}
+        warn("applying to all GPUs at once failed (%s); trying GPU by GPU" % failure)
     results, failures = [], {}
     for uuid in uuids:
         try:
             results.extend(ensure(config.narrowed([uuid]))[1])
-        except GpuError as error:
-            failures[uuid] = one_line(error)
+        except (GpuError, *NVML_ERRORS) as error:
+            failures[uuid] = failure_of(error)
     return results, failures
 
 
 def apply_file(config, wait_s, say, warn):
     """Wait for the file's GPUs, then set those that answer.
 
-    Returns (gpus present, per-GPU results, {uuid: why it does not hold its settings}).
+    Returns (gpus present, per-GPU results, {uuid: Failure: why it does not hold its settings}).
     """
     gpus, nvml_error, missing = wait_for_gpus(config, wait_s, say)
     failures = {
-        uuid: "did not answer within %g s: %s"
-        % (wait_s, missing_reason(config, uuid, gpus, nvml_error))
+        uuid: Failure(
+            "did not answer within %g s: %s"
+            % (wait_s, missing_reason(config, uuid, gpus, nvml_error)),
+            MISSING,
+        )
         for uuid in missing
     }
     results, apply_failures = apply_settings(config, gpus, warn)
@@ -141,7 +201,8 @@ def plan_file(config):
     """Check the file against the GPUs here in check mode, changing nothing.
 
     Returns ({uuid: why it does not answer}, the check-mode results of the GPUs that answer or
-    None when none does, the GpuError saying why the settings do not fit them or None).
+    None when none does, the Failure saying why the settings cannot be planned for them (they do
+    not fit, or NVML failed a call) or None).
     """
     gpus, nvml_error = scan()
     request, uuids = config.request_for(gpus)
@@ -154,5 +215,5 @@ def plan_file(config):
         return missing, None, None
     try:
         return missing, ensure(request, check_mode=True)[1], None
-    except GpuError as error:
-        return missing, None, error
+    except (GpuError, *NVML_ERRORS) as error:
+        return missing, None, failure_of(error)

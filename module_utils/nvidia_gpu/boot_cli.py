@@ -8,9 +8,14 @@ waiting and applying boot_apply.py.
 When the wait runs out the settings still go to the GPUs that answer, and each GPU that could not
 be set is named (index and UUID) on stderr.
 
-Exit status: 0 every GPU of the file holds its settings; 1 at least one GPU of the file is
-missing or could not be set (the others were set); 2 usage error or the file is not valid
-(nothing was changed).
+Exit status (EXIT_STATUS, also in --help): 0 every GPU of the file holds its settings; 1 a GPU
+of the file did not answer in time or its settings do not fit it (the others were set); 2 usage
+error or the file is not valid (nothing was changed); 3 NVML failed a call while reading or
+setting a GPU (that GPU's changes were rolled back, the others were set); 4 an internal error
+(a bug: the one line says where). Each GPU that does not hold its settings gets one journal line
+at priority err, naming it and why (for 3, the NVML call when it is known). Any file content and
+any argument gets an answer: the numbers of --wait are checked (WAIT_RANGE_S), so nothing waits
+forever.
 
 Standard library and the nvidia_gpu package only, Python 3.8+.
 """
@@ -19,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import traceback
 
 from . import boot_apply
 from .boot_config import ConfigError, load
@@ -27,9 +34,26 @@ from .identity import label_of
 
 DEFAULT_CONFIG = "/etc/gpu-node/gpu-tuning.json"
 DEFAULT_WAIT_S = 120
+# --wait: seconds, as ASCII digits with an optional fraction (no sign, exponent, nan or inf).
+# The upper bound keeps a typo (or 1e9) from holding the boot; the unit's own timeout is longer.
+WAIT_RANGE_S = (0, 3600)
+_DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?\Z")
 EXIT_OK = 0
 EXIT_GPU_FAILED = 1
 EXIT_INVALID = 2
+EXIT_NVML_FAILED = 3
+EXIT_INTERNAL = 4
+EXIT_STATUS = (
+    "Exit status: 0 every GPU of the file holds its settings; 1 a GPU of the file did not answer "
+    "in time or its settings do not fit it (the others were set); 2 usage error or invalid file "
+    "(nothing was changed); 3 NVML failed a call on a GPU (its changes were rolled back; the "
+    "others were set); 4 internal error."
+)
+EXIT_BY_KIND = {
+    boot_apply.MISSING: EXIT_GPU_FAILED,
+    boot_apply.NOT_VALID: EXIT_GPU_FAILED,
+    boot_apply.NVML_FAILED: EXIT_NVML_FAILED,
+}
 # syslog priorities journald takes from a "<N>" line prefix (SyslogLevelPrefix=, on by default).
 PRIORITY_ERR = 3
 PRIORITY_WARNING = 4
@@ -49,7 +73,11 @@ class Output:
         self.journal = _to_journal(self.stderr)
 
     def _write(self, stream, priority, message):
+        # What the stream cannot encode (a path given as undecodable bytes) is escaped, so that
+        # a message never ends in a UnicodeEncodeError.
+        encoding = getattr(stream, "encoding", None) or "utf-8"
         for line in str(message).splitlines() or [""]:
+            line = line.encode(encoding, "backslashreplace").decode(encoding)
             stream.write(("<%d>" % priority if self.journal else "") + line + "\n")
         stream.flush()
 
@@ -129,7 +157,7 @@ def run_apply(path, wait_s, out):
             " (profile %s)" % config.profile if config.profile else "",
         )
     )
-    return EXIT_GPU_FAILED if failures else EXIT_OK
+    return max([EXIT_OK] + [EXIT_BY_KIND[failure.kind] for failure in failures.values()])
 
 
 def run_check(path, structure_only, out):
@@ -142,11 +170,14 @@ def run_check(path, structure_only, out):
     out.info("%s: valid; settings for %d GPU(s)" % (path, len(config.targets)))
     if structure_only:
         return EXIT_OK
-    missing, results, error = boot_apply.plan_file(config)
+    missing, results, failure = boot_apply.plan_file(config)
     for uuid, reason in missing.items():
         out.error("%s: does not answer: %s" % (boot_apply.label(config, uuid), reason))
-    if error is not None:
-        out.error("not valid for the GPUs of this machine: %s" % error)
+    if failure is not None and failure.kind == boot_apply.NVML_FAILED:
+        out.error("cannot be planned: %s" % failure)
+        return EXIT_NVML_FAILED
+    if failure is not None:
+        out.error("not valid for the GPUs of this machine: %s" % failure)
         return EXIT_INVALID
     if results is None:
         return EXIT_GPU_FAILED
@@ -160,8 +191,7 @@ def parser(prog, default_config):
         prog=prog,
         description="Apply the GPU power, clock and persistence settings the gpu_tuning role "
         "wrote to a config file, with the project's NVML code (nvidia_gpu.settings).",
-        epilog="Exit status: 0 every GPU of the file holds its settings; 1 a GPU of the file is "
-        "missing or could not be set (the others were set); 2 usage error or invalid file.",
+        epilog=EXIT_STATUS,
     )
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -169,10 +199,11 @@ def parser(prog, default_config):
     apply.add_argument("--config", default=default_config, help="default: %(default)s")
     apply.add_argument(
         "--wait",
-        type=float,
+        type=seconds,
         default=DEFAULT_WAIT_S,
         metavar="SECONDS",
-        help="longest wait for NVML and every GPU of the file to answer (default: %(default)s)",
+        help="longest wait for NVML and every GPU of the file to answer, %d to %d "
+        "(default: %%(default)s)" % WAIT_RANGE_S,
     )
     check = commands.add_parser(
         "check", help="validate a file and show what applying it would change (changes nothing)"
@@ -186,15 +217,32 @@ def parser(prog, default_config):
     return top
 
 
+def seconds(text):
+    """A --wait value: decimal seconds within WAIT_RANGE_S (argparse names the argument)."""
+    lowest, highest = WAIT_RANGE_S
+    value = float(text) if _DECIMAL.match(text) else None
+    if value is None or not lowest <= value <= highest:
+        raise argparse.ArgumentTypeError(
+            "%s is not valid; allowed: seconds from %d to %d, as digits with an optional "
+            "fraction (120, 0.5)" % (ascii(text)[:40], lowest, highest)
+        )
+    return int(value) if value.is_integer() else value
+
+
 def main(argv=None, prog="gpu-tuning", default_config=DEFAULT_CONFIG, out=None):
     args = parser(prog, default_config).parse_args(argv)
     out = out or Output()
-    if args.command == "apply":
-        if args.wait < 0:
-            out.error("--wait must be 0 or more seconds")
-            return EXIT_INVALID
-        return run_apply(args.config, args.wait, out)
-    return run_check(args.config, args.structure_only, out)
+    try:
+        if args.command == "apply":
+            return run_apply(args.config, args.wait, out)
+        return run_check(args.config, args.structure_only, out)
+    except Exception as error:  # a bug: one journal line, not a traceback in many lines
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        out.error(
+            "internal error, please report: %s: %s (%s line %d)"
+            % (type(error).__name__, error, os.path.basename(frame.filename), frame.lineno)
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

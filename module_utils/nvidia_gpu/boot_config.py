@@ -5,21 +5,38 @@ settings_spec) and the GPUs present when it was written (index, UUID, model). Se
 each GPU by UUID, so an override written for "GPU 3" still goes to the card that was GPU 3 when
 the file was written, even if another GPU is missing at boot and the indices moved.
 
+Whatever the file holds, load() either returns a Config or raises ConfigError naming the file
+and, for a value, its key path ("request.overrides[0].clocks: unknown key(s) foo"): bytes that
+are not UTF-8, a BOM, NaN or Infinity, repeated keys, absurd sizes or nesting, and text that
+would break a journal line are refused (strict_json) before the layout is checked.
+
 Standard library and the nvidia_gpu package only, Python 3.8+.
 """
 
 from __future__ import annotations
 
-import json
+import re
 
 from .device import Gpu
 from .nvml import GpuError
 from .settings_options import REQUEST_KEYS
 from .settings_plan import settings_per_gpu
 from .settings_spec import normalise
+from .strict_json import FileRefused, parse, read, shown
 
 CONFIG_FORMAT = 1
 CONFIG_KEYS = ("comment", "format", "profile", "request", "gpus")
+GPU_KEYS = ("index", "uuid", "name")
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 16
+MAX_TEXT_CHARS = 4096
+MAX_NUMBER_DIGITS = 20
+MAX_GPU_INDEX = 1023
+GPU_UUID = re.compile(r"(?:GPU|MIG)-[0-9A-Za-z][0-9A-Za-z/-]*\Z", re.IGNORECASE)
+# Characters that would break a journal line or cannot be written out: C0/C1 controls, line and
+# paragraph separators (str.splitlines splits there), unpaired surrogates (a \\udcff escape).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
 
 class ConfigError(GpuError):
@@ -90,47 +107,73 @@ def _option_shape(settings):
     return raw
 
 
+def _unknown_keys(where, mapping, allowed, noun="key(s)"):
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise GpuError(
+            "%sunknown %s %s; allowed: %s"
+            % (where + " has " if where else "", noun, ", ".join(unknown), ", ".join(allowed))
+        )
+
+
+def _gpu_entry(where, entry):
+    """Check one item of gpus; returns (index, uuid)."""
+    if not isinstance(entry, dict):
+        raise GpuError(
+            "%s must be a mapping with index, uuid and (optional) name, not %s"
+            % (where, shown(entry))
+        )
+    _unknown_keys(where, entry, GPU_KEYS)
+    if "index" not in entry or "uuid" not in entry:
+        raise GpuError("%s needs index and uuid" % where)
+    index, uuid = entry["index"], entry["uuid"]
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= MAX_GPU_INDEX:
+        raise GpuError(
+            "%s.index %s is not a GPU index; allowed: a whole number from 0 to %d"
+            % (where, shown(index), MAX_GPU_INDEX)
+        )
+    if not isinstance(uuid, str) or not GPU_UUID.match(uuid):
+        raise GpuError("%s.uuid %s is not a GPU UUID (GPU-...)" % (where, shown(uuid)))
+    if entry.get("name") is not None and not isinstance(entry["name"], str):
+        raise GpuError("%s.name %s must be text (the GPU's model)" % (where, shown(entry["name"])))
+    return index, uuid
+
+
 def _check_structure(data):
-    """Raise GpuError naming the first thing wrong with the file's layout.
+    """Raise GpuError naming the first thing wrong with the file's layout, by its key path.
 
     The request's values are settings_spec's to check (in Config), with the module's messages.
     """
     if not isinstance(data, dict):
-        raise GpuError("the file must hold a JSON object with keys %s" % ", ".join(CONFIG_KEYS))
-    unknown = sorted(set(data) - set(CONFIG_KEYS))
-    if unknown:
         raise GpuError(
-            "unknown key(s) %s; allowed: %s" % (", ".join(unknown), ", ".join(CONFIG_KEYS))
+            "the file must hold a JSON object with keys %s, not %s"
+            % (", ".join(CONFIG_KEYS), shown(data))
         )
-    if data.get("format") != CONFIG_FORMAT:
+    _unknown_keys("", data, CONFIG_KEYS)
+    version = data.get("format")
+    if isinstance(version, bool) or version != CONFIG_FORMAT or not isinstance(version, int):
         raise GpuError(
-            "format %r is not supported; this command reads format %d"
-            % (data.get("format"), CONFIG_FORMAT)
+            "format %s is not supported; this command reads format %d"
+            % (shown(version), CONFIG_FORMAT)
         )
+    for key in ("comment", "profile"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise GpuError("%s %s must be text" % (key, shown(data[key])))
     request = data.get("request")
     if not isinstance(request, dict):
-        raise GpuError("request must be a mapping of nvidia_gpu_settings options")
-    unknown = sorted(set(request) - set(REQUEST_KEYS))
-    if unknown:
         raise GpuError(
-            "request has unknown option(s) %s; allowed: %s"
-            % (", ".join(unknown), ", ".join(REQUEST_KEYS))
+            "request must be a mapping of nvidia_gpu_settings options, not %s" % shown(request)
         )
+    _unknown_keys("request", request, REQUEST_KEYS, "option(s)")
     gpus = data.get("gpus")
     if not isinstance(gpus, list) or not gpus:
-        raise GpuError("gpus must list the GPUs present when the file was written")
+        raise GpuError(
+            "gpus must list the GPUs present when the file was written, not %s" % shown(gpus)
+        )
     seen_index, seen_uuid = set(), set()
     for number, entry in enumerate(gpus):
         where = "gpus[%d]" % number
-        if not isinstance(entry, dict) or sorted(set(entry) - {"name"}) != ["index", "uuid"]:
-            raise GpuError("%s must be a mapping with index, uuid and (optional) name" % where)
-        index, uuid = entry["index"], entry["uuid"]
-        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise GpuError("%s.index %r is not a GPU index" % (where, index))
-        if not isinstance(uuid, str) or not uuid.upper().startswith(("GPU-", "MIG-")):
-            raise GpuError("%s.uuid %r is not a GPU UUID (GPU-...)" % (where, uuid))
-        if not isinstance(entry.get("name", ""), str):
-            raise GpuError("%s.name must be a string" % where)
+        index, uuid = _gpu_entry(where, entry)
         if index in seen_index or uuid.lower() in seen_uuid:
             raise GpuError("%s repeats index %d or UUID %s" % (where, index, uuid))
         seen_index.add(index)
@@ -138,16 +181,11 @@ def _check_structure(data):
 
 
 def load(path):
-    """Read and validate a config file; raise ConfigError saying what is wrong."""
+    """Read and validate a config file; raise ConfigError saying what is wrong (and where)."""
     try:
-        with open(path) as handle:
-            text = handle.read()
-    except OSError as error:
-        raise ConfigError("%s cannot be read: %s" % (path, error.strerror or error)) from error
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise ConfigError("%s is not valid JSON: %s" % (path, error)) from error
+        data = parse(path, read(path))
+    except FileRefused as error:
+        raise ConfigError(str(error)) from error
     try:
         _check_structure(data)
         config = Config(path, data)

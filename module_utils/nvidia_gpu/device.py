@@ -25,9 +25,17 @@ class Gpu:
         self.pci_device_id = "unknown"
         self.architecture = "unknown"
         self.compute_capability = "unknown"
+        # Identity values a tolerant open could not read: unreadable_entry dicts.
+        self.unreadable = []
 
     @classmethod
-    def open(cls, index):
+    def open(cls, index, tolerant=False):
+        """The GPU at index; lost when NVML says so (GPU_IS_LOST) at the handle or identity.
+
+        Any other failure raises NvmlCallError naming the GPU and the call, unless tolerant:
+        then an identity value NVML fails to read stays "unknown" and is listed in
+        `unreadable` (facts read what they can; settings must know which GPU they change).
+        """
         try:
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         except pynvml.NVMLError as error:
@@ -36,7 +44,7 @@ class Gpu:
             raise failed_call("GPU %d" % index, pynvml.nvmlDeviceGetHandleByIndex, error) from error
         gpu = cls(index, handle)
         try:
-            gpu._read_identity()
+            gpu._read_identity(tolerant)
         except NvmlCallError as error:
             if is_error(error, "GPU_IS_LOST"):
                 return cls(index, error=explain(error))
@@ -60,16 +68,40 @@ class Gpu:
                 return UNSUPPORTED
             raise failed_call(self.label, function, error) from error
 
-    def _read_identity(self):
+    def _identity(self, fields, tolerant, function):
+        """The result of function for identity fields; None when tolerant and it failed."""
+        try:
+            return self.call(function)
+        except NvmlCallError as error:
+            if not tolerant or is_error(error, "GPU_IS_LOST"):
+                raise
+            self.unreadable.extend(unreadable_entry(field, error) for field in fields)
+            return None
+
+    def _read_identity(self, tolerant=False):
         # Until the identity is read, messages can name this GPU by its index only.
-        self.uuid = text(self.call(pynvml.nvmlDeviceGetUUID))
-        self.name = text(self.call(pynvml.nvmlDeviceGetName))
-        pci = self.call(pynvml.nvmlDeviceGetPciInfo)
-        self.pci_bus_id = normalise_bus_id(text(pci.busId))
-        self.pci_device_id = "%04x:%04x" % (pci.pciDeviceId & 0xFFFF, pci.pciDeviceId >> 16)
-        major, minor = self.call(pynvml.nvmlDeviceGetCudaComputeCapability)
-        self.compute_capability = "%d.%d" % (major, minor)
-        arch = self.query(pynvml.nvmlDeviceGetArchitecture)
+        p = pynvml
+        uuid = self._identity(("uuid",), tolerant, p.nvmlDeviceGetUUID)
+        if uuid is not None:
+            self.uuid = text(uuid)
+        name = self._identity(("name",), tolerant, p.nvmlDeviceGetName)
+        if name is not None:
+            self.name = text(name)
+        pci = self._identity(("pci_bus_id", "pci_device_id"), tolerant, p.nvmlDeviceGetPciInfo)
+        if pci is not None:
+            self.pci_bus_id = normalise_bus_id(text(pci.busId))
+            self.pci_device_id = "%04x:%04x" % (pci.pciDeviceId & 0xFFFF, pci.pciDeviceId >> 16)
+        capability = self._identity(
+            ("compute_capability",), tolerant, p.nvmlDeviceGetCudaComputeCapability
+        )
+        if capability is not None:
+            self.compute_capability = "%d.%d" % tuple(capability)
+        try:
+            arch = self.query(p.nvmlDeviceGetArchitecture)
+        except NvmlCallError as error:
+            if not tolerant or is_error(error, "GPU_IS_LOST"):
+                raise
+            arch = UNSUPPORTED  # the compute capability tells it below, if it was read
         # Older drivers cannot name the architecture; the full compute capability tells it
         # (7.0 is Volta, 7.5 Turing).
         self.architecture = (
@@ -92,12 +124,19 @@ class Gpu:
         return arch_at_least(self.architecture, "ampere")
 
 
+def unreadable_entry(field, error):
+    """How facts list a value NVML failed to read: the field (its path in the GPU's facts), the
+    NVML call and what its error means (NvmlCallError keeps the NVMLError as its cause)."""
+    cause = error.__cause__ if error.__cause__ is not None else error
+    return {"field": field, "call": error.call, "error": explain(cause)}
+
+
 def normalise_bus_id(bus_id):
     """NVML spells bus ids 00000000:1A:00.0; sysfs and nvidia-smi use 0000:1a:00.0."""
     domain, _, rest = bus_id.partition(":")
     return ("%04x:%s" % (int(domain, 16), rest)).lower()
 
 
-def open_all():
-    """Every GPU NVML enumerates, lost ones included."""
-    return [Gpu.open(index) for index in range(pynvml.nvmlDeviceGetCount())]
+def open_all(tolerant=False):
+    """Every GPU NVML enumerates, lost ones included (see Gpu.open for tolerant)."""
+    return [Gpu.open(index, tolerant) for index in range(pynvml.nvmlDeviceGetCount())]

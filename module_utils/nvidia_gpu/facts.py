@@ -1,289 +1,203 @@
-"""Read everything worth knowing about the GPUs in one pass, as plain data."""
+"""Read everything worth knowing about the GPUs in one pass, as plain data.
+
+Survives any single NVML failure: a value that cannot be read is UNREADABLE with an entry in the
+`unreadable` list of its GPU (or of the system, for the driver versions and the link matrix), a
+GPU that cannot be opened or falls off the bus is listed as lost, and the other GPUs are read
+in full. facts_read.py holds the per-value reads.
+"""
 
 from __future__ import annotations
 
-from . import clock_events
-from .device import normalise_bus_id, open_all
-from .nvml import (
-    UNSUPPORTED,
-    GpuError,
-    Nvml,
-    compute_mode_name,
-    explain,
-    is_error,
-    pynvml,
-    query,
-    text,
+from . import pci
+from .device import Gpu, unreadable_entry
+from .facts_read import (
+    Reader,
+    clocks,
+    ecc,
+    general,
+    identity,
+    known,
+    memory_health,
+    nvlinks,
+    pcie,
+    power,
+    supported_clocks,
+    temperature,
 )
+from .nvml import (
+    SYSTEM_VALUES,
+    UNREADABLE,
+    Nvml,
+    NvmlCallError,
+    explain,
+    failed_call,
+    pynvml,
+)
+
+__all__ = ["collect", "gpu_facts", "link_matrix", "supported_clocks"]
 
 # nvidia-smi topo -m spelling of NVML's common-ancestor levels.
 TOPOLOGY_LEVELS = {0: "X", 10: "PIX", 20: "PXB", 30: "PHB", 40: "NODE", 50: "SYS"}
-NVLINK_COUNTERS = {"replay": 0, "recovery": 1, "crc_flit": 2, "crc_data": 3}
-NVLINK_SWITCH = 2  # NVML_NVLINK_DEVICE_TYPE_SWITCH
 
 
-def milliwatts_to_watts(value):
-    return value if value == UNSUPPORTED else round(value / 1000.0, 1)
-
-
-def _clocks(handle):
-    p = pynvml
-    clocks = {
-        "graphics_mhz": query(p.nvmlDeviceGetClockInfo, handle, p.NVML_CLOCK_GRAPHICS),
-        "sm_mhz": query(p.nvmlDeviceGetClockInfo, handle, p.NVML_CLOCK_SM),
-        "memory_mhz": query(p.nvmlDeviceGetClockInfo, handle, p.NVML_CLOCK_MEM),
-        "max_graphics_mhz": query(p.nvmlDeviceGetMaxClockInfo, handle, p.NVML_CLOCK_GRAPHICS),
-        "max_memory_mhz": query(p.nvmlDeviceGetMaxClockInfo, handle, p.NVML_CLOCK_MEM),
-        "applications_graphics_mhz": query(
-            p.nvmlDeviceGetApplicationsClock, handle, p.NVML_CLOCK_GRAPHICS
-        ),
-        "applications_memory_mhz": query(
-            p.nvmlDeviceGetApplicationsClock, handle, p.NVML_CLOCK_MEM
-        ),
-        "default_applications_graphics_mhz": query(
-            p.nvmlDeviceGetDefaultApplicationsClock, handle, p.NVML_CLOCK_GRAPHICS
-        ),
-        "default_applications_memory_mhz": query(
-            p.nvmlDeviceGetDefaultApplicationsClock, handle, p.NVML_CLOCK_MEM
-        ),
-    }
-    return clocks
-
-
-def supported_clocks(handle):
-    """{memory MHz: [graphics MHz, ...]} as the GPU lists them (highest first)."""
-    memory = query(pynvml.nvmlDeviceGetSupportedMemoryClocks, handle)
-    if memory == UNSUPPORTED:
-        return UNSUPPORTED
-    return {
-        int(mem): sorted(query(pynvml.nvmlDeviceGetSupportedGraphicsClocks, handle, mem) or [])[
-            ::-1
-        ]
-        for mem in memory
-    }
-
-
-def _power(handle):
-    p = pynvml
-    constraints = query(p.nvmlDeviceGetPowerManagementLimitConstraints, handle)
-    if constraints == UNSUPPORTED:
-        low = high = UNSUPPORTED
-    else:
-        low, high = (milliwatts_to_watts(v) for v in constraints)
-    return {
-        "usage_w": milliwatts_to_watts(query(p.nvmlDeviceGetPowerUsage, handle)),
-        "limit_w": milliwatts_to_watts(query(p.nvmlDeviceGetPowerManagementLimit, handle)),
-        "default_limit_w": milliwatts_to_watts(
-            query(p.nvmlDeviceGetPowerManagementDefaultLimit, handle)
-        ),
-        "min_limit_w": low,
-        "max_limit_w": high,
-        "enforced_limit_w": milliwatts_to_watts(query(p.nvmlDeviceGetEnforcedPowerLimit, handle)),
-    }
-
-
-def _temperature(handle):
-    p = pynvml
-    return {
-        "gpu_c": query(p.nvmlDeviceGetTemperature, handle, p.NVML_TEMPERATURE_GPU),
-        "slowdown_c": query(
-            p.nvmlDeviceGetTemperatureThreshold, handle, p.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
-        ),
-        "shutdown_c": query(
-            p.nvmlDeviceGetTemperatureThreshold, handle, p.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN
-        ),
-        "max_operating_c": query(
-            p.nvmlDeviceGetTemperatureThreshold, handle, p.NVML_TEMPERATURE_THRESHOLD_GPU_MAX
-        ),
-    }
-
-
-def _ecc(handle):
-    p = pynvml
-    mode = query(p.nvmlDeviceGetEccMode, handle)
-    if mode == UNSUPPORTED:
-        return {"enabled": UNSUPPORTED, "pending_enabled": UNSUPPORTED}
-    counts = {}
-    for counter, counter_type in (
-        ("volatile", p.NVML_VOLATILE_ECC),
-        ("aggregate", p.NVML_AGGREGATE_ECC),
-    ):
-        for kind, error_type in (
-            ("corrected", p.NVML_MEMORY_ERROR_TYPE_CORRECTED),
-            ("uncorrected", p.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
-        ):
-            counts["%s_%s" % (counter, kind)] = query(
-                p.nvmlDeviceGetTotalEccErrors, handle, error_type, counter_type
-            )
-    return dict(enabled=bool(mode[0]), pending_enabled=bool(mode[1]), **counts)
-
-
-def _memory_health(gpu):
-    """Retired pages (up to Volta/Turing) or remapped rows (Ampere and newer)."""
-    p = pynvml
-    handle = gpu.handle
-    if gpu.supports_memory_locked_clocks:  # Ampere+: row remapping replaced page retirement
-        rows = query(p.nvmlDeviceGetRemappedRows, handle)
-        if rows == UNSUPPORTED:
-            return {"remapped_rows": UNSUPPORTED}
-        corrected, uncorrected, pending, failure = rows
-        return {
-            "remapped_rows": {
-                "corrected": corrected,
-                "uncorrected": uncorrected,
-                "pending": bool(pending),
-                "failure": bool(failure),
-            }
-        }
-    sbe = query(
-        p.nvmlDeviceGetRetiredPages,
-        handle,
-        p.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS,
-    )
-    dbe = query(
-        p.nvmlDeviceGetRetiredPages, handle, p.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR
-    )
-    pending = query(p.nvmlDeviceGetRetiredPagesPendingStatus, handle)
-    return {
-        "retired_pages": {
-            "single_bit_ecc": sbe if sbe == UNSUPPORTED else len(sbe),
-            "double_bit_ecc": dbe if dbe == UNSUPPORTED else len(dbe),
-            "pending": pending if pending == UNSUPPORTED else bool(pending),
-        }
-    }
-
-
-def _nvlinks(handle):
-    p = pynvml
-    links = []
-    for link in range(p.NVML_NVLINK_MAX_LINKS):
-        try:
-            active = p.nvmlDeviceGetNvLinkState(handle, link)
-        except p.NVMLError as error:
-            if is_error(error, "NOT_SUPPORTED") or is_error(error, "INVALID_ARGUMENT"):
-                continue  # this GPU has no such link
-            raise
-        remote = query(p.nvmlDeviceGetNvLinkRemotePciInfo, handle, link)
-        remote_type = query(p.nvmlDeviceGetNvLinkRemoteDeviceType, handle, link)
-        links.append(
-            {
-                "link": link,
-                "active": bool(active),
-                "remote_pci_bus_id": remote
-                if remote == UNSUPPORTED
-                else normalise_bus_id(text(remote.busId)),
-                "remote_is_switch": remote_type == NVLINK_SWITCH,
-                "errors": {
-                    name: query(p.nvmlDeviceGetNvLinkErrorCounter, handle, link, counter)
-                    for name, counter in NVLINK_COUNTERS.items()
-                },
-            }
-        )
-    return links
-
-
-def _pcie(handle):
-    p = pynvml
-    return {
-        "generation": query(p.nvmlDeviceGetCurrPcieLinkGeneration, handle),
-        "max_generation": query(p.nvmlDeviceGetMaxPcieLinkGeneration, handle),
-        "width": query(p.nvmlDeviceGetCurrPcieLinkWidth, handle),
-        "max_width": query(p.nvmlDeviceGetMaxPcieLinkWidth, handle),
-        "replay_counter": query(p.nvmlDeviceGetPcieReplayCounter, handle),
-    }
+def lost_facts(index, error, uuid=None, pci_bus_id=None):
+    """A GPU that does not answer: its index, why, and what is known of it from before."""
+    facts = {"index": index, "lost": True, "error": error}
+    if uuid and uuid != "unknown":
+        facts["uuid"] = uuid
+    if pci_bus_id and pci_bus_id != "unknown":
+        facts["pci_bus_id"] = pci_bus_id
+    return facts
 
 
 def gpu_facts(gpu, with_supported_clocks=True):
     """Everything about one GPU. A GPU that is lost (or gets lost while reading) says so."""
     if gpu.lost:
-        return {"index": gpu.index, "lost": True, "error": gpu.error}
-    p = pynvml
-    handle = gpu.handle
+        return lost_facts(gpu.index, gpu.error)
+    reader = Reader(gpu)
     try:
-        memory = p.nvmlDeviceGetMemoryInfo(handle)
-        events = query(p.nvmlDeviceGetCurrentClocksEventReasons, handle)
-        persistence = query(p.nvmlDeviceGetPersistenceMode, handle)
-        compute_mode = query(p.nvmlDeviceGetComputeMode, handle)
-        facts = {
-            "index": gpu.index,
-            "lost": False,
-            "uuid": gpu.uuid,
-            "name": gpu.name,
-            "serial": text(query(p.nvmlDeviceGetSerial, handle)),
-            "board_part_number": text(query(p.nvmlDeviceGetBoardPartNumber, handle)),
-            "vbios_version": text(query(p.nvmlDeviceGetVbiosVersion, handle)),
-            "pci_bus_id": gpu.pci_bus_id,
-            "pci_device_id": gpu.pci_device_id,
-            "architecture": gpu.architecture,
-            "compute_capability": gpu.compute_capability,
-            "memory_total_mib": memory.total // (1024 * 1024),
-            "persistence_mode": persistence if persistence == UNSUPPORTED else bool(persistence),
-            "compute_mode": compute_mode_name(compute_mode),
-            "performance_state": query(p.nvmlDeviceGetPerformanceState, handle),
-            "power": _power(handle),
-            "clocks": _clocks(handle),
-            "temperature": _temperature(handle),
-            "clock_event_reasons": events if events == UNSUPPORTED else clock_events.decode(events),
-            "ecc": _ecc(handle),
-            "nvlinks": _nvlinks(handle),
-            "pcie": _pcie(handle),
-        }
-        facts.update(_memory_health(gpu))
+        facts = {"index": gpu.index, "lost": False}
+        facts.update(identity(reader))
+        facts.update(general(reader))
+        facts.update(
+            power=power(reader),
+            clocks=clocks(reader),
+            temperature=temperature(reader),
+            ecc=ecc(reader),
+            nvlinks=nvlinks(reader),
+            pcie=pcie(reader),
+        )
+        facts.update(memory_health(reader))
         if with_supported_clocks:
-            facts["supported_clocks"] = supported_clocks(handle)
-    except p.NVMLError as error:
-        if is_error(error, "GPU_IS_LOST"):
-            return {"index": gpu.index, "lost": True, "error": explain(error), "uuid": gpu.uuid}
-        raise GpuError("Reading %s failed: %s" % (gpu.label, explain(error))) from error
+            facts["supported_clocks"] = reader.guard("supported_clocks", supported_clocks, gpu)
+    except NvmlCallError as error:  # the reader lets only GPU_IS_LOST through
+        return lost_facts(gpu.index, explain(error.__cause__), gpu.uuid, gpu.pci_bus_id)
+    facts["unreadable"] = reader.unreadable
     return facts
 
 
-def link_matrix(gpus, per_gpu):
-    """nvidia-smi `topo -m` style matrix {"0": {"1": "NV2", ...}} between the GPUs that answer."""
-    by_bus = {f["pci_bus_id"]: f["index"] for f in per_gpu if not f["lost"]}
+def link_matrix(gpus, per_gpu, unreadable=None):
+    """nvidia-smi `topo -m` style matrix {"0": {"1": "NV2", ...}} between the GPUs that answer.
+
+    A PCIe path NVML fails to read is UNREADABLE, with an entry in unreadable (a list).
+    """
+    answering = [f for f in per_gpu if not f["lost"]]
+    by_bus = {f["pci_bus_id"]: f["index"] for f in answering if known(f["pci_bus_id"])}
     nvlink_peers = {}
     switch_links = {}
-    for facts in per_gpu:
-        if facts["lost"]:
-            continue
+    for facts in answering:
         peers = nvlink_peers.setdefault(facts["index"], {})
+        if not isinstance(facts["nvlinks"], list):
+            continue
         for link in facts["nvlinks"]:
-            if not link["active"]:
+            if link["active"] is not True:
                 continue
-            if link["remote_is_switch"] or link["remote_pci_bus_id"] not in by_bus:
+            if link["remote_is_switch"] is True or link["remote_pci_bus_id"] not in by_bus:
                 switch_links[facts["index"]] = switch_links.get(facts["index"], 0) + 1
             else:
                 peer = by_bus[link["remote_pci_bus_id"]]
                 peers[peer] = peers.get(peer, 0) + 1
-    handles = {gpu.index: gpu.handle for gpu, facts in zip(gpus, per_gpu) if not facts["lost"]}
+    opened = {gpu.index: gpu for gpu, facts in zip(gpus, per_gpu) if not facts["lost"]}
+    links_unread = {f["index"] for f in answering if not isinstance(f["nvlinks"], list)}
     matrix = {}
-    for a in sorted(handles):
+    for a in sorted(opened):
         row = matrix.setdefault(str(a), {})
-        for b in sorted(handles):
+        for b in sorted(opened):
+            # A direct NVLink shows at both ends: one end that reads it is enough.
+            pair = max(nvlink_peers[a].get(b, 0), nvlink_peers[b].get(a, 0))
             if a == b:
                 row[str(b)] = "X"
-            elif nvlink_peers[a].get(b):
-                row[str(b)] = "NV%d" % nvlink_peers[a][b]
+            elif pair:
+                row[str(b)] = "NV%d" % pair
             elif switch_links.get(a) and switch_links.get(b):
                 row[str(b)] = "NV%d" % min(switch_links[a], switch_links[b])
+            elif {a, b} & links_unread and (switch_links.get(a) or switch_links.get(b)):
+                # One end has NVSwitch links, the other's cannot be read: NVLink or PCIe is
+                # unknown (its `nvlinks` entry says why).
+                row[str(b)] = UNREADABLE
             else:
-                level = query(pynvml.nvmlDeviceGetTopologyCommonAncestor, handles[a], handles[b])
-                row[str(b)] = TOPOLOGY_LEVELS.get(level, str(level))
+                row[str(b)] = _pcie_path(opened[a], opened[b], unreadable)
     return matrix
 
 
-def collect(with_supported_clocks=True):
+def _pcie_path(gpu, peer, unreadable):
+    try:
+        level = gpu.query(pynvml.nvmlDeviceGetTopologyCommonAncestor, peer.handle)
+    except NvmlCallError as error:  # GPU_IS_LOST included: the GPU's facts are read already
+        if unreadable is not None:
+            unreadable.append(
+                unreadable_entry("link_matrix.%d.%d" % (gpu.index, peer.index), error)
+            )
+        return UNREADABLE
+    return TOPOLOGY_LEVELS.get(level, str(level))
+
+
+def system_values(unreadable):
+    """Driver, NVML and CUDA versions; one that fails is UNREADABLE with an entry."""
+    values = {}
+    for name, function_name, convert in SYSTEM_VALUES:
+        function = getattr(pynvml, function_name)
+        try:
+            values[name] = convert(function())
+        except pynvml.NVMLError as error:
+            unreadable.append(unreadable_entry(name, failed_call("NVML", function, error)))
+            values[name] = UNREADABLE
+    return values
+
+
+def open_gpus():
+    """Every GPU NVML enumerates. One NVML cannot open at all (its handle lookup fails) is
+    listed as lost, with the call and the reason: nothing about it can be read."""
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+    except pynvml.NVMLError as error:
+        raise failed_call("NVML", pynvml.nvmlDeviceGetCount, error) from error
+    gpus = []
+    for index in range(count):
+        try:
+            gpus.append(Gpu.open(index, tolerant=True))
+        except NvmlCallError as error:
+            entry = unreadable_entry("handle", error)
+            gpus.append(Gpu(index, error="%s failed: %s" % (entry["call"], entry["error"])))
+    return gpus
+
+
+def place_lost(per_gpu, sysfs_root):
+    """Give lost GPUs the PCI address they had, from the PCI tree: NVML numbers the GPUs the
+    driver enumerates in PCI bus order, so when sysfs lists exactly as many NVIDIA GPUs and
+    every GPU that answers sits at its index there, a lost GPU is the one at its index."""
+    if not any(f["lost"] and "pci_bus_id" not in f for f in per_gpu):
+        return
+    try:
+        on_bus = [g["pci_bus_id"] for g in pci.discover(sysfs_root, pci_ids_paths=())["gpus"]]
+    except OSError:
+        return  # no PCI tree to go by: the Xid lines then name the address only
+    if len(on_bus) != len(per_gpu):
+        return
+    for facts in per_gpu:
+        address = facts.get("pci_bus_id", UNREADABLE)
+        if not facts["lost"] and known(address) and address != on_bus[facts["index"]]:
+            return  # the tree does not match NVML's order: no guessing
+    for facts in per_gpu:
+        if facts["lost"] and "pci_bus_id" not in facts:
+            facts["pci_bus_id"] = on_bus[facts["index"]]
+            facts["pci_bus_id_from"] = "sysfs"
+
+
+def collect(with_supported_clocks=True, sysfs_root=pci.SYSFS_PCI_DEVICES):
     """System versions, every GPU's facts and the link matrix, in one NVML session."""
-    with Nvml() as nvml:
-        gpus = open_all()
+    with Nvml():
+        unreadable = []
+        result = system_values(unreadable)
+        gpus = open_gpus()
         per_gpu = [gpu_facts(gpu, with_supported_clocks) for gpu in gpus]
-        result = nvml.system()
-        result.update(
-            {
-                "count": len(gpus),
-                "lost_count": sum(1 for f in per_gpu if f["lost"]),
-                "gpus": per_gpu,
-                "link_matrix": link_matrix(gpus, per_gpu),
-            }
-        )
+        matrix = link_matrix(gpus, per_gpu, unreadable)
+    place_lost(per_gpu, sysfs_root)
+    result.update(
+        count=len(gpus),
+        lost_count=sum(1 for f in per_gpu if f["lost"]),
+        gpus=per_gpu,
+        link_matrix=matrix,
+        unreadable=unreadable,
+    )
     return result

@@ -1,10 +1,11 @@
 """Health of GPUs from their facts: the expectations, every check run once, findings that say what
-is wrong and what usually causes it, and which findings fail a run. The checks themselves live in
-health_gpus.py (the GPUs) and health_links.py (NVLink and PCIe)."""
+is wrong and what usually causes it, and which findings fail a run. The options and their ranges
+live in health_options.py, the checks in health_gpus.py (the GPUs) and health_links.py (NVLink and
+PCIe)."""
 
 from __future__ import annotations
 
-from . import clock_events
+from .facts_read import known
 from .health_gpus import (
     check_clock_events,
     check_inventory,
@@ -12,37 +13,15 @@ from .health_gpus import (
     check_memory,
     check_persistence,
     check_temperature,
+    check_unreadable,
 )
 from .health_links import check_nvlink, check_pcie
-from .nvml import GpuError
+from .health_options import DEFAULTS, check_against, normalise
+
+__all__ = ["DEFAULTS", "FAIL_ON", "SEVERITIES", "blocking", "evaluate", "normalise"]
 
 SEVERITIES = ("info", "warning", "critical")
 FAIL_ON = ("critical", "warning", "never")
-DEFAULT_FORBIDDEN_REASONS = (
-    "hw_slowdown",
-    "hw_thermal_slowdown",
-    "hw_power_brake_slowdown",
-    "sw_thermal_slowdown",
-)
-
-DEFAULTS = {
-    "expected_count": None,
-    "expected_model": None,
-    "nvlink_links_per_gpu": None,
-    "nvlink_pair_links": None,
-    "nvlink_peer_map": None,
-    "nvlink_error_threshold": 100,
-    "min_pcie_generation": None,
-    "min_pcie_width": None,
-    "pcie_replay_threshold": 100,
-    "max_temperature_c": None,
-    "max_temperature_spread_c": 15,
-    "max_uncorrected_ecc": 0,
-    "max_retired_pages": 60,
-    "forbidden_clock_event_reasons": list(DEFAULT_FORBIDDEN_REASONS),
-    "require_persistence": True,
-    "kernel_log": "journal",
-}
 
 
 class Findings:
@@ -50,12 +29,13 @@ class Findings:
         self.items = []
 
     def add(self, severity, check, message, gpu=None, value=None, expected=None):
+        uuid = None if gpu is None else gpu.get("uuid")
         self.items.append(
             {
                 "severity": severity,
                 "check": check,
                 "gpu": None if gpu is None else gpu["index"],
-                "uuid": None if gpu is None else gpu.get("uuid"),
+                "uuid": uuid if known(uuid) else None,
                 "value": value,
                 "expected": expected,
                 "message": message,
@@ -63,39 +43,8 @@ class Findings:
         )
 
 
-def normalise(options):
-    """Expectations with defaults filled in; invalid values raise GpuError naming them."""
-    expected = dict(DEFAULTS)
-    expected.update({k: v for k, v in options.items() if v is not None})
-    unknown = sorted(set(expected["forbidden_clock_event_reasons"]) - set(clock_events.BITS))
-    if unknown:
-        raise GpuError(
-            "forbidden_clock_event_reasons has unknown reason(s) %s; allowed: %s."
-            % (", ".join(unknown), ", ".join(sorted(clock_events.BITS)))
-        )
-    if expected["nvlink_pair_links"] is not None and expected["nvlink_peer_map"] is not None:
-        raise GpuError("nvlink_pair_links and nvlink_peer_map are mutually exclusive.")
-    expected["nvlink_peer_map"] = _peer_map(expected["nvlink_peer_map"])
-    return expected
-
-
-def _peer_map(raw):
-    """{gpu: {peer: links}} with int keys, from YAML that may use strings."""
-    if raw is None:
-        return None
-    try:
-        return {
-            int(gpu): {int(peer): int(links) for peer, links in peers.items()}
-            for gpu, peers in raw.items()
-        }
-    except (AttributeError, TypeError, ValueError) as error:
-        raise GpuError(
-            "nvlink_peer_map %r is not valid; expected a mapping like {0: {1: 2, 2: 2}} "
-            "(GPU index -> peer index -> NVLink links)." % (raw,)
-        ) from error
-
-
 CHECKS = (
+    check_unreadable,
     check_inventory,
     check_nvlink,
     check_pcie,
@@ -107,8 +56,10 @@ CHECKS = (
 
 
 def evaluate(facts, options):
-    """Run every check. Returns {findings, healthy, gpus, xid_events} sorted worst first."""
+    """Run every check. Returns {findings, healthy, gpus, xid_events} sorted worst first.
+    Options that cannot be right raise GpuError before anything is evaluated."""
     expected = normalise(options)
+    check_against(expected, facts)
     findings = Findings()
     for check in CHECKS:
         check(facts, expected, findings)

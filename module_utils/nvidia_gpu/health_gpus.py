@@ -1,6 +1,8 @@
-"""Health checks of the GPUs themselves: presence and model, temperature, memory (ECC, retired
-pages, remapped rows), clock event reasons, persistence, and the Xid events of this boot. Each
-adds findings (health.Findings) that name the GPU and the likely cause."""
+"""Health checks of the GPUs themselves: values NVML could not read, presence and model,
+temperature, memory (ECC, retired pages, remapped rows), clock event reasons, persistence, and the
+Xid events of this boot. Each adds findings (health.Findings) that name the GPU and the likely
+cause. Every check skips a value that is UNSUPPORTED or UNREADABLE (check_unreadable reports the
+latter)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,52 @@ import fnmatch
 import statistics
 
 from . import clock_events, xid
+from .facts_read import known
 from .identity import label_of
 from .nvml import UNSUPPORTED
 
 # Reasons that point at power delivery or hardware cooling: critical, the rest are warnings.
 HARDWARE_REASONS = ("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
+
+
+# Values without which a check that guards against damage or silently wrong results cannot run:
+# an unreadable one is critical (nobody would notice the GPU overheating, or its memory
+# corrupting data). Any other unreadable value is a warning: the driver is unwell, but what it
+# hides is a performance or bookkeeping figure.
+SAFETY_FIELDS = ("temperature.gpu_c", "ecc.volatile_uncorrected", "remapped_rows")
+
+
+def _safety(field):
+    return any(field == name or field.startswith(name + ".") for name in SAFETY_FIELDS)
+
+
+def check_unreadable(facts, expected, findings):
+    """One finding per NVML call that failed on a GPU (or for the system), naming every value
+    it left unreadable: a driver failing nvmlDeviceGetNvLinkErrorCounter fails it for every
+    link and counter, and one finding each would bury the rest of the report."""
+    sources = [(None, facts.get("unreadable") or [])]
+    sources += [(g, g.get("unreadable") or []) for g in facts["gpus"] if not g["lost"]]
+    for gpu, entries in sources:
+        calls = {}
+        for entry in entries:
+            calls.setdefault((entry["call"], entry["error"]), []).append(entry["field"])
+        for (call, error), fields in sorted(calls.items()):
+            critical = any(_safety(field) for field in fields)
+            findings.add(
+                "critical" if critical else "warning",
+                "unreadable",
+                "%s: %s failed, so %s could not be read%s: %s."
+                % (
+                    label_of(gpu) if gpu else "NVML",
+                    call,
+                    ", ".join(fields),
+                    " and the checks that need it did not run" if critical else "",
+                    error,
+                ),
+                gpu=gpu,
+                value=fields,
+                expected="readable",
+            )
 
 
 def check_inventory(facts, expected, findings):
@@ -49,7 +92,11 @@ def check_inventory(facts, expected, findings):
             )
             continue
         model = expected["expected_model"]
-        if model and not fnmatch.fnmatchcase(gpu["name"].lower(), model.lower()):
+        if (
+            model
+            and known(gpu["name"])
+            and not fnmatch.fnmatchcase(gpu["name"].lower(), model.lower())
+        ):
             findings.add(
                 "warning",
                 "gpu_model",
@@ -62,12 +109,10 @@ def check_inventory(facts, expected, findings):
 
 
 def check_temperature(facts, expected, findings):
-    present = [
-        g for g in facts["gpus"] if not g["lost"] and g["temperature"]["gpu_c"] != UNSUPPORTED
-    ]
+    present = [g for g in facts["gpus"] if not g["lost"] and known(g["temperature"]["gpu_c"])]
     for gpu in present:
         temp = gpu["temperature"]
-        slowdown = temp["slowdown_c"] if temp["slowdown_c"] != UNSUPPORTED else None
+        slowdown = temp["slowdown_c"] if known(temp["slowdown_c"]) else None
         limit = expected["max_temperature_c"]
         if limit is None and slowdown is not None:
             limit = slowdown - 5
@@ -117,7 +162,7 @@ def check_memory(facts, expected, findings):
             continue
         ecc = gpu["ecc"]
         volatile = ecc.get("volatile_uncorrected", UNSUPPORTED)
-        if volatile != UNSUPPORTED and volatile > expected["max_uncorrected_ecc"]:
+        if known(volatile) and volatile > expected["max_uncorrected_ecc"]:
             findings.add(
                 "critical",
                 "ecc_uncorrected",
@@ -129,7 +174,7 @@ def check_memory(facts, expected, findings):
                 expected="<= %d" % expected["max_uncorrected_ecc"],
             )
         aggregate = ecc.get("aggregate_uncorrected", UNSUPPORTED)
-        if aggregate != UNSUPPORTED and aggregate > 0 and volatile in (0, UNSUPPORTED):
+        if known(aggregate) and aggregate > 0 and (volatile == 0 or not known(volatile)):
             findings.add(
                 "warning",
                 "ecc_history",
@@ -139,12 +184,29 @@ def check_memory(facts, expected, findings):
                 value=aggregate,
                 expected=0,
             )
+        _check_corrected(gpu, ecc, expected, findings)
         retired = gpu.get("retired_pages")
         if isinstance(retired, dict):
             _check_retired_pages(gpu, retired, expected, findings)
         rows = gpu.get("remapped_rows")
         if isinstance(rows, dict):
             _check_remapped_rows(gpu, rows, findings)
+
+
+def _check_corrected(gpu, ecc, expected, findings):
+    limit = expected["max_corrected_ecc"]
+    corrected = ecc.get("volatile_corrected", UNSUPPORTED)
+    if limit and known(corrected) and corrected > limit:
+        findings.add(
+            "warning",
+            "ecc_corrected",
+            "%s corrected %d single-bit ECC errors since the driver loaded (limit %d): an early "
+            "warning, as DCGM treats a high corrected rate; watch for retired pages / remapped "
+            "rows." % (label_of(gpu), corrected, limit),
+            gpu=gpu,
+            value=corrected,
+            expected="<= %d" % limit,
+        )
 
 
 def _check_retired_pages(gpu, retired, expected, findings):
@@ -158,7 +220,7 @@ def _check_retired_pages(gpu, retired, expected, findings):
             value=True,
             expected=False,
         )
-    counts = [v for v in (retired["single_bit_ecc"], retired["double_bit_ecc"]) if v != UNSUPPORTED]
+    counts = [v for v in (retired["single_bit_ecc"], retired["double_bit_ecc"]) if known(v)]
     total = sum(counts)
     if total > expected["max_retired_pages"]:
         findings.add(
@@ -173,7 +235,7 @@ def _check_retired_pages(gpu, retired, expected, findings):
 
 
 def _check_remapped_rows(gpu, rows, findings):
-    if rows["failure"]:
+    if rows["failure"] is True:
         findings.add(
             "critical",
             "remapped_rows_failure",
@@ -182,7 +244,7 @@ def _check_remapped_rows(gpu, rows, findings):
             value=True,
             expected=False,
         )
-    if rows["pending"]:
+    if rows["pending"] is True:
         findings.add(
             "warning",
             "remapped_rows_pending",
@@ -197,7 +259,7 @@ def _check_remapped_rows(gpu, rows, findings):
 def check_clock_events(facts, expected, findings):
     forbidden = set(expected["forbidden_clock_event_reasons"])
     for gpu in facts["gpus"]:
-        if gpu["lost"] or gpu["clock_event_reasons"] == UNSUPPORTED:
+        if gpu["lost"] or not isinstance(gpu["clock_event_reasons"], list):
             continue
         for reason in sorted(forbidden & set(gpu["clock_event_reasons"])):
             findings.add(
@@ -237,7 +299,13 @@ def check_kernel_log(facts, expected, findings):
     if problem:
         findings.add("info", "kernel_log", "Xid events were not checked: %s." % problem)
         return []
-    by_bus = {g["pci_bus_id"][:10]: g for g in facts["gpus"] if g.get("pci_bus_id")}
+    # A lost GPU keeps the address it had (from NVML before, or from the PCI tree), so its own
+    # Xid 79 names it by index.
+    by_bus = {
+        g["pci_bus_id"][:10]: g
+        for g in facts["gpus"]
+        if known(g.get("pci_bus_id", UNSUPPORTED)) and g["pci_bus_id"] != "unknown"
+    }
     events = xid.parse(lines)
     counted = {}
     for event in events:

@@ -1,10 +1,12 @@
 """Health checks of a GPU's links: NVLink state, errors and topology; PCIe generation, width and
-replays. Each adds findings (health.Findings) that name the GPU and the likely cause."""
+replays. Each adds findings (health.Findings) that name the GPU and the likely cause; values that
+are UNSUPPORTED or UNREADABLE are skipped (health_gpus.check_unreadable reports the latter)."""
 
 from __future__ import annotations
 
+from .facts_read import known
 from .identity import label_of
-from .nvml import UNSUPPORTED
+from .nvml import UNREADABLE
 
 
 def _expected_peers(facts, expected):
@@ -20,13 +22,17 @@ def _expected_peers(facts, expected):
 def check_nvlink(facts, expected, findings):
     per_gpu = expected["nvlink_links_per_gpu"]
     threshold = expected["nvlink_error_threshold"]
-    by_bus = {g["pci_bus_id"]: g["index"] for g in facts["gpus"] if not g["lost"]}
+    by_bus = {
+        g["pci_bus_id"]: g["index"]
+        for g in facts["gpus"]
+        if not g["lost"] and known(g["pci_bus_id"])
+    }
     some_lost = any(g["lost"] for g in facts["gpus"])
     for gpu in facts["gpus"]:
-        if gpu["lost"]:
+        if gpu["lost"] or not isinstance(gpu["nvlinks"], list):
             continue
-        active = [link for link in gpu["nvlinks"] if link["active"]]
-        down = [link for link in gpu["nvlinks"] if not link["active"]]
+        active = [link for link in gpu["nvlinks"] if link["active"] is True]
+        down = [link for link in gpu["nvlinks"] if link["active"] is False]
         # Links to a GPU that fell off the bus are down because of it: that GPU is the finding.
         if some_lost:
             down = [link for link in down if link["remote_pci_bus_id"] in by_bus]
@@ -58,7 +64,7 @@ def check_nvlink(facts, expected, findings):
             errors = {
                 name: count
                 for name, count in link["errors"].items()
-                if count != UNSUPPORTED and count > threshold
+                if known(count) and count > threshold
             }
             if errors:
                 findings.add(
@@ -90,6 +96,9 @@ def _check_peer_map(facts, expected, findings):
             if a not in answering or b not in answering:
                 continue  # a missing or lost GPU is reported by the inventory checks
             actual = matrix[str(a)][str(b)]
+            if actual == UNREADABLE:
+                # Only a pair without NVLink gets a PCIe path read: the NVLinks are missing.
+                actual = "no NVLink (PCIe path unreadable)"
             if actual != "NV%d" % links:
                 findings.add(
                     "critical",
@@ -109,12 +118,9 @@ def check_pcie(facts, expected, findings):
         if gpu["lost"]:
             continue
         pcie = gpu["pcie"]
-        idle = "gpu_idle" in (gpu["clock_event_reasons"] or [])
-        if (
-            min_gen is not None
-            and pcie["generation"] != UNSUPPORTED
-            and pcie["generation"] < min_gen
-        ):
+        reasons = gpu["clock_event_reasons"]
+        idle = isinstance(reasons, list) and "gpu_idle" in reasons
+        if min_gen is not None and known(pcie["generation"]) and pcie["generation"] < min_gen:
             findings.add(
                 "info" if idle else "warning",
                 "pcie_generation",
@@ -132,7 +138,7 @@ def check_pcie(facts, expected, findings):
                 value=pcie["generation"],
                 expected=min_gen,
             )
-        if min_width is not None and pcie["width"] != UNSUPPORTED and pcie["width"] < min_width:
+        if min_width is not None and known(pcie["width"]) and pcie["width"] < min_width:
             findings.add(
                 "warning",
                 "pcie_width",
@@ -143,7 +149,7 @@ def check_pcie(facts, expected, findings):
                 expected=min_width,
             )
         replays = pcie["replay_counter"]
-        if replays != UNSUPPORTED and replays > expected["pcie_replay_threshold"]:
+        if known(replays) and replays > expected["pcie_replay_threshold"]:
             findings.add(
                 "warning",
                 "pcie_replays",

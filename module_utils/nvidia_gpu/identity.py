@@ -19,7 +19,10 @@ def fields(gpu):
 
 def gpu_label(index, uuid=None, name=None):
     """'GPU 0', 'GPU 0 (GPU-...)' or 'GPU 0 (Tesla V100-SXM2-16GB, GPU-...)'."""
-    known = [part for part in (name, uuid) if part and part != UNKNOWN]
+    # Facts spell values NVML could not give as "unreadable" / "unsupported": not a name.
+    known = [
+        part for part in (name, uuid) if part and part not in (UNKNOWN, "unreadable", "unsupported")
+    ]
     return "GPU %d (%s)" % (index, ", ".join(known)) if known else "GPU %d" % index
 
 

@@ -173,9 +173,7 @@ class Nvml:
     @staticmethod
     def system():
         return {
-            "driver_version": text(pynvml.nvmlSystemGetDriverVersion()),
-            "nvml_version": text(pynvml.nvmlSystemGetNVMLVersion()),
-            "cuda_driver_version": _cuda_version(pynvml.nvmlSystemGetCudaDriverVersion()),
+            name: convert(getattr(pynvml, function)()) for name, function, convert in SYSTEM_VALUES
         }
 
     @staticmethod
@@ -186,3 +184,12 @@ class Nvml:
 def _cuda_version(encoded):
     """NVML encodes CUDA 12.8 as 12080."""
     return "%d.%d" % (encoded // 1000, (encoded % 1000) // 10)
+
+
+# The system-wide values: name, pynvml function, conversion of its result (facts read each one
+# on its own, so one that fails leaves the others).
+SYSTEM_VALUES = (
+    ("driver_version", "nvmlSystemGetDriverVersion", text),
+    ("nvml_version", "nvmlSystemGetNVMLVersion", text),
+    ("cuda_driver_version", "nvmlSystemGetCudaDriverVersion", _cuda_version),
+)

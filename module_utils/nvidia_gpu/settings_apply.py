@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from . import locked_clocks
 from .identity import gpu_label, label_of
-from .nvml import COMPUTE_MODE_NUMBER_BY_NAME, GpuError, explain, pynvml
-from .settings_plan import ORDER, UNLOCKED, current_state, display, shown_name
+from .nvml import COMPUTE_MODE_NUMBER_BY_NAME, GpuError, pynvml
+from .settings_plan import (
+    LOCK_DOMAINS,
+    ORDER,
+    UNKNOWN_LOCK,
+    UNLOCKED,
+    current_state,
+    display,
+    shown_name,
+    without_label,
+)
 
 
 class ApplyFailed(GpuError):
@@ -19,46 +28,45 @@ class ApplyFailed(GpuError):
         self.not_restored = not_restored
 
 
-# Locked clocks per setting: the domain the record under /run keeps them as, and the NVML
-# functions that set and remove the lock.
-_LOCKS = {
-    "locked_graphics_clocks": (
-        "graphics",
-        "nvmlDeviceSetGpuLockedClocks",
-        "nvmlDeviceResetGpuLockedClocks",
-    ),
+# The NVML functions that set and remove a lock (NVML cannot read one back: see locked_clocks).
+_LOCK_CALLS = {
+    "locked_graphics_clocks": ("nvmlDeviceSetGpuLockedClocks", "nvmlDeviceResetGpuLockedClocks"),
     "locked_memory_clocks": (
-        "memory",
         "nvmlDeviceSetMemoryLockedClocks",
         "nvmlDeviceResetMemoryLockedClocks",
     ),
 }
 
 
-def _set_lock(gpu, key, value):
-    domain, set_name, reset_name = _LOCKS[key]
-    if value == UNLOCKED:
-        getattr(pynvml, reset_name)(gpu.handle)
-    else:
-        getattr(pynvml, set_name)(gpu.handle, value[0], value[1])
-    locked_clocks.record(gpu.uuid, domain, None if value == UNLOCKED else value)
-
-
 def _set(gpu, key, value):
+    """Set one setting through NVML; an NVML failure is an NvmlCallError naming GPU and call."""
     p = pynvml
-    handle = gpu.handle
     if key == "persistence_mode":
-        p.nvmlDeviceSetPersistenceMode(handle, 1 if value else 0)
+        gpu.call(p.nvmlDeviceSetPersistenceMode, 1 if value else 0)
     elif key == "power_limit_mw":
-        p.nvmlDeviceSetPowerManagementLimit(handle, value)
+        gpu.call(p.nvmlDeviceSetPowerManagementLimit, value)
     elif key == "applications_clocks":
-        p.nvmlDeviceSetApplicationsClocks(handle, value[0], value[1])
-    elif key in _LOCKS:
-        _set_lock(gpu, key, value)
+        gpu.call(p.nvmlDeviceSetApplicationsClocks, value[0], value[1])
+    elif key in _LOCK_CALLS:
+        set_name, reset_name = _LOCK_CALLS[key]
+        if value == UNLOCKED:
+            gpu.call(getattr(p, reset_name))
+        else:
+            gpu.call(getattr(p, set_name), value[0], value[1])
     elif key == "compute_mode":
-        p.nvmlDeviceSetComputeMode(handle, COMPUTE_MODE_NUMBER_BY_NAME[value])
+        gpu.call(p.nvmlDeviceSetComputeMode, COMPUTE_MODE_NUMBER_BY_NAME[value])
     else:
         raise ValueError(key)
+
+
+def _record(gpu, key, value):
+    """Write a lock just set (or removed) to the record under /run; LockRecordError if not."""
+    locked_clocks.record(gpu.uuid, LOCK_DOMAINS[key], None if value == UNLOCKED else value)
+
+
+def _recorded(gpu, key):
+    value = locked_clocks.current(gpu.uuid, LOCK_DOMAINS[key])
+    return UNLOCKED if value is None else value
 
 
 def changes(before, after):
@@ -70,22 +78,46 @@ def _gpu_id(gpu):
     return {"index": gpu.index, "uuid": gpu.uuid}
 
 
+def _restore(gpu, key, old):
+    """Put one setting back; raises GpuError saying what could not be restored."""
+    if key in LOCK_DOMAINS and old == UNKNOWN_LOCK:
+        # What the lock was before cannot be known; leave the GPU unlocked, and recorded so.
+        _set(gpu, key, UNLOCKED)
+        why = (
+            "its lock before this run is unknown (the lock record could not tell it), so the "
+            "lock was removed instead"
+        )
+        try:
+            _record(gpu, key, UNLOCKED)
+        except locked_clocks.LockRecordError as error:
+            why += "; %s" % error
+        raise GpuError(why)
+    _set(gpu, key, old)
+    if key in LOCK_DOMAINS:
+        try:
+            _record(gpu, key, old)
+        except locked_clocks.LockRecordError:
+            # Fine when the record still holds the old lock: the failed write changed nothing.
+            if _recorded(gpu, key) != old:
+                raise
+
+
 def _rollback(done):
     rolled_back, not_restored = [], []
     for gpu, key, old in reversed(done):
         entry = dict(_gpu_id(gpu), setting=shown_name(key), value=display(key, old))
         try:
-            _set(gpu, key, old)
+            _restore(gpu, key, old)
             rolled_back.append(entry)
-        except pynvml.NVMLError as error:
-            entry["error"] = explain(error)
+        except GpuError as error:
+            entry["error"] = without_label(gpu, error)
             not_restored.append(entry)
     return rolled_back, not_restored
 
 
 def _fail(gpu, key, reason, done):
     rolled_back, not_restored = _rollback(done)
-    message = "Applying %s to %s failed: %s." % (shown_name(key), gpu.label, reason)
+    message = "Applying %s to %s failed: %s." % (shown_name(key), gpu.label, reason.rstrip("."))
     if rolled_back:
         message += " Rolled back this run's changes: %s." % "; ".join(
             "%s %s" % (gpu_label(e["index"]), e["setting"]) for e in rolled_back
@@ -98,29 +130,43 @@ def _fail(gpu, key, reason, done):
     raise ApplyFailed(message, _gpu_id(gpu), rolled_back, not_restored)
 
 
+def _read_back_problem(gpu, key, readback, after):
+    if key in LOCK_DOMAINS and readback[key] == UNKNOWN_LOCK:
+        return "its lock cannot be read back: %s" % (
+            locked_clocks.problem() or "the lock record does not list it"
+        )
+    return "the GPU reports %s after it was set to %s" % (
+        display(key, readback[key]),
+        display(key, after[key]),
+    )
+
+
 def apply(planned):
-    """Change what differs on every GPU of the plan, then check each value by reading it back."""
+    """Change what differs on every GPU of the plan, then check each value by reading it back.
+
+    A lock is recorded under /run right after it is made; when the record cannot be written, the
+    lock is undone with the rest, so no lock stays that a later run cannot see.
+    """
     done = []
     for gpu, before, after in planned:
         for key in changes(before, after):
             try:
                 _set(gpu, key, after[key])
-            except pynvml.NVMLError as error:
-                _fail(gpu, key, explain(error), done)
+            except GpuError as error:
+                _fail(gpu, key, without_label(gpu, error), done)
             done.append((gpu, key, before[key]))
+            if key in LOCK_DOMAINS:
+                try:
+                    _record(gpu, key, after[key])
+                except GpuError as error:
+                    _fail(gpu, key, str(error), done)
     for gpu, _before, after in planned:
         try:
             readback = current_state(gpu, after)
         except GpuError as error:
-            _fail(gpu, "the read-back check", str(error), done)
+            _fail(gpu, "the read-back check", without_label(gpu, error), done)
         for key in changes(readback, after):
-            _fail(
-                gpu,
-                key,
-                "the GPU reports %s after it was set to %s"
-                % (display(key, readback[key]), display(key, after[key])),
-                done,
-            )
+            _fail(gpu, key, _read_back_problem(gpu, key, readback, after), done)
 
 
 def report(planned):

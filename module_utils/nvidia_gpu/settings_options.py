@@ -22,7 +22,9 @@ COMPUTE_MODE_CHOICES = tuple(sorted(set(COMPUTE_MODE_NUMBER_BY_NAME) - {"exclusi
 CLOCK_OPTIONS = {
     "strategy": {"type": "str", "choices": CLOCK_STRATEGIES, "default": "auto"},
     "graphics_mhz": {"type": "raw"},
-    "graphics_min_mhz": {"type": "int"},
+    # raw, not int: Ansible's int conversion takes '٣', '1_000' and ' 5' for numbers and fails
+    # with a traceback on 'Infinity'; settings_spec reads whole numbers alike for every option.
+    "graphics_min_mhz": {"type": "raw"},
     "memory_mhz": {"type": "raw"},
 }
 

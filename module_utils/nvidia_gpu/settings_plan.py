@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from . import locked_clocks
 from .facts import supported_clocks
-from .nvml import UNSUPPORTED, GpuError, compute_mode_name, explain, pynvml, query
+from .identity import label_of
+from .nvml import UNSUPPORTED, GpuError, NvmlCallError, compute_mode_name, failed_call, pynvml
 from .selection import select
 
 # The order settings are applied in: persistence first so the rest sticks on an idle GPU.
@@ -21,6 +22,12 @@ ORDER = (
 )
 SHOWN_NAMES = {"power_limit_mw": "power_limit_w"}
 UNLOCKED = "unlocked"
+# A lock the record under /run cannot tell (locked_clocks.UNKNOWN): it differs from every target,
+# so the plan sets the lock again.
+UNKNOWN_LOCK = locked_clocks.UNKNOWN
+LOCK_DOMAINS = {"locked_graphics_clocks": "graphics", "locked_memory_clocks": "memory"}
+# What facts.supported_clocks calls; named in the message when one of them fails.
+SUPPORTED_CLOCK_CALLS = "nvmlDeviceGetSupportedMemoryClocks/nvmlDeviceGetSupportedGraphicsClocks"
 
 
 def nearest(values, target, count=3):
@@ -96,6 +103,28 @@ def _graphics_lock(gpu, clocks, supported, problems, snap):
     return (low, high)
 
 
+def _mhz_list(values):
+    return (
+        isinstance(values, list)
+        and bool(values)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+    )
+
+
+def _supported_clocks(gpu):
+    """{memory MHz: [graphics MHz, ...]} as facts.supported_clocks reads it, or None when the
+    GPU does not list them completely (a call not supported, an empty or odd list)."""
+    try:
+        supported = supported_clocks(gpu.handle)
+    except pynvml.NVMLError as error:
+        raise failed_call(gpu.label, SUPPORTED_CLOCK_CALLS, error) from error
+    if not isinstance(supported, dict) or not _mhz_list(list(supported)):
+        return None
+    if not all(_mhz_list(values) for values in supported.values()):
+        return None
+    return supported
+
+
 def _clock_targets(gpu, clocks, problems, snap):
     """Resolve a clocks request into application clocks and graphics/memory locks.
 
@@ -103,15 +132,25 @@ def _clock_targets(gpu, clocks, problems, snap):
     the card's defaults; with application clocks (or 'default'), locks are removed.
     """
     p = pynvml
-    supported = supported_clocks(gpu.handle)
-    if supported == UNSUPPORTED:
+    supported = _supported_clocks(gpu)
+    if supported is None:
         problems.add(gpu, "does not report its supported clocks; its clocks cannot be managed")
         return {}
     default_app = (
-        query(p.nvmlDeviceGetDefaultApplicationsClock, gpu.handle, p.NVML_CLOCK_MEM),
-        query(p.nvmlDeviceGetDefaultApplicationsClock, gpu.handle, p.NVML_CLOCK_GRAPHICS),
+        gpu.query(p.nvmlDeviceGetDefaultApplicationsClock, p.NVML_CLOCK_MEM),
+        gpu.query(p.nvmlDeviceGetDefaultApplicationsClock, p.NVML_CLOCK_GRAPHICS),
     )
     has_app_clocks = UNSUPPORTED not in default_app
+    if not has_app_clocks and (
+        gpu.query(p.nvmlDeviceGetApplicationsClock, p.NVML_CLOCK_MEM) != UNSUPPORTED
+    ):
+        # Leaving them out would quietly keep application clocks someone set.
+        problems.add(
+            gpu,
+            "reports application clocks but not their defaults "
+            "(nvmlDeviceGetDefaultApplicationsClock: not supported); its clocks cannot be managed",
+        )
+        return {}
     strategy = clocks["strategy"]
     if strategy == "auto":
         strategy = "locked" if gpu.supports_locked_clocks else "application"
@@ -161,14 +200,13 @@ def _memory_lock(gpu, clocks, supported, problems, snap):
 
 
 def _power_target(gpu, power_limit, problems):
-    handle = gpu.handle
     if power_limit == "default":
-        default = query(pynvml.nvmlDeviceGetPowerManagementDefaultLimit, handle)
+        default = gpu.query(pynvml.nvmlDeviceGetPowerManagementDefaultLimit)
         if default == UNSUPPORTED:
             problems.add(gpu, "does not report a default power limit; power cannot be managed")
             return None
         return default
-    constraints = query(pynvml.nvmlDeviceGetPowerManagementLimitConstraints, handle)
+    constraints = gpu.query(pynvml.nvmlDeviceGetPowerManagementLimitConstraints)
     if constraints == UNSUPPORTED:
         problems.add(gpu, "does not support power limits")
         return None
@@ -199,30 +237,64 @@ def targets_for(gpu, settings, problems, snap):
     return targets
 
 
+def _lock_state(gpu, key):
+    value = locked_clocks.current(gpu.uuid, LOCK_DOMAINS[key])
+    return UNLOCKED if value is None else value
+
+
 def current_state(gpu, keys):
-    """The GPU's present value of each setting in keys, in the same units as the targets."""
+    """The GPU's present value of each setting in keys, in the same units as the targets.
+
+    Locks come from the record under /run (UNKNOWN_LOCK when it cannot tell); every NVML failure
+    is an NvmlCallError naming the setting, the GPU and the call.
+    """
     p = pynvml
-    handle = gpu.handle
     readers = {
-        "persistence_mode": lambda: bool(p.nvmlDeviceGetPersistenceMode(handle)),
-        "power_limit_mw": lambda: p.nvmlDeviceGetPowerManagementLimit(handle),
+        "persistence_mode": lambda: bool(gpu.call(p.nvmlDeviceGetPersistenceMode)),
+        "power_limit_mw": lambda: gpu.call(p.nvmlDeviceGetPowerManagementLimit),
         "applications_clocks": lambda: (
-            p.nvmlDeviceGetApplicationsClock(handle, p.NVML_CLOCK_MEM),
-            p.nvmlDeviceGetApplicationsClock(handle, p.NVML_CLOCK_GRAPHICS),
+            gpu.call(p.nvmlDeviceGetApplicationsClock, p.NVML_CLOCK_MEM),
+            gpu.call(p.nvmlDeviceGetApplicationsClock, p.NVML_CLOCK_GRAPHICS),
         ),
-        "locked_graphics_clocks": lambda: locked_clocks.current(gpu.uuid, "graphics") or UNLOCKED,
-        "locked_memory_clocks": lambda: locked_clocks.current(gpu.uuid, "memory") or UNLOCKED,
-        "compute_mode": lambda: compute_mode_name(p.nvmlDeviceGetComputeMode(handle)),
+        "locked_graphics_clocks": lambda: _lock_state(gpu, "locked_graphics_clocks"),
+        "locked_memory_clocks": lambda: _lock_state(gpu, "locked_memory_clocks"),
+        "compute_mode": lambda: compute_mode_name(gpu.call(p.nvmlDeviceGetComputeMode)),
     }
     state = {}
     for key in keys:
         try:
             state[key] = readers[key]()
-        except p.NVMLError as error:
-            raise GpuError(
-                "Reading %s of %s failed: %s" % (shown_name(key), gpu.label, explain(error))
+        except NvmlCallError as error:
+            raise NvmlCallError(
+                "Reading %s of %s: %s" % (shown_name(key), gpu.label, without_label(gpu, error)),
+                error.call,
+                error.value,
             ) from error
     return state
+
+
+def without_label(gpu, error):
+    """An error's message without the GPU label it starts with ('<call> failed: <why>')."""
+    message = str(error)
+    label = gpu.label + ": "
+    return message[len(label) :] if message.startswith(label) else message
+
+
+def unknown_locks(planned):
+    """A warning when the plan sets locks again because the record under /run could not tell
+    them (see locked_clocks), naming the GPUs and why; None when every lock is known."""
+    gpus = [
+        label_of(gpu)
+        for gpu, before, _after in planned
+        if any(before.get(key) == UNKNOWN_LOCK for key in LOCK_DOMAINS)
+    ]
+    if not gpus:
+        return None
+    why = locked_clocks.problem() or (
+        "the lock record %s was replaced after it could not be used, and these GPUs' locks "
+        "have not been set since" % locked_clocks.path()
+    )
+    return "Locked clocks of %s are unknown: %s; they are set again." % (", ".join(gpus), why)
 
 
 def plan(gpus, request):
@@ -253,6 +325,6 @@ def display(key, value):
         return value // 1000 if value % 1000 == 0 else value / 1000.0
     if key == "applications_clocks":
         return {"memory_mhz": value[0], "graphics_mhz": value[1]}
-    if key in ("locked_graphics_clocks", "locked_memory_clocks") and value != UNLOCKED:
+    if key in LOCK_DOMAINS and value not in (UNLOCKED, UNKNOWN_LOCK):
         return {"min_mhz": value[0], "max_mhz": value[1]}
     return value

@@ -9,6 +9,8 @@ identity.py), the code the modules run on the nodes.
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import ansible.module_utils
@@ -37,12 +39,15 @@ def matching_overrides(overrides, gpus):
     kept = []
     for override in overrides or []:
         if not isinstance(override, dict) or not override.get("gpus"):
-            raise AnsibleFilterError("every override needs gpus: %r" % (override,))
+            raise AnsibleFilterError(
+                "gpu_tuning_model_overrides: every entry needs gpus (a list of indices, UUIDs or "
+                "model patterns) and the settings for them; got %r" % (override,)
+            )
         items = override["gpus"] if isinstance(override["gpus"], list) else [override["gpus"]]
         try:
             items = [item for item in items if names_a_gpu(item, present)]
         except GpuError as error:
-            raise AnsibleFilterError(str(error)) from error
+            raise AnsibleFilterError("gpu_tuning_model_overrides: %s" % error) from error
         if items:
             kept.append(dict(override, gpus=items))
     return kept
@@ -108,6 +113,105 @@ def _gpu_terms(watts):
     return "GPUs %s = %s W" % (" + ".join(parts), _number(total)), total
 
 
+# Only ASCII digits make a number (YAML gives numbers; a string comes from a template).
+_DECIMAL = re.compile(r"[0-9]+(?:[.][0-9]+)?")
+_SUPPLY_KEYS = ("count", "watts", "derating", "redundant", "name")
+
+
+def _parse(name, value, allowed, whole=False):
+    """value as a finite number (int when whole), or an error naming the variable and what is
+    allowed. Whole floats (200.0, as Jinja arithmetic gives them) count as whole."""
+    number = None
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        number = float(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = None
+    if number is None or not math.isfinite(number) or (whole and not number.is_integer()):
+        raise AnsibleFilterError("%s %r is not valid; allowed: %s." % (name, value, allowed))
+    return int(number) if whole else number
+
+
+def _check(name, ok, value, allowed):
+    if not ok:
+        raise AnsibleFilterError("%s %r is not valid; allowed: %s." % (name, value, allowed))
+
+
+def supply_and_loads(supply, other_loads):
+    """The power supply and the other loads, checked: (count, watts, derating, redundant, name,
+    [(load, watts)]); an error names the variable and what it allows. The role's preflight and
+    the budget guard both use it, so the rules are written once. An empty supply (the guard off)
+    gives count 0; the loads are checked either way."""
+    loads = {} if other_loads is None else other_loads
+    if not isinstance(loads, dict):
+        raise AnsibleFilterError(
+            "gpu_tuning_other_loads_w %r is not valid; allowed: a mapping of names to watts "
+            "(numbers >= 0), e.g. {CPUs: 240, fans: 150, disks: 20}." % (other_loads,)
+        )
+    parsed_loads = []
+    for load, value in loads.items():
+        name = "gpu_tuning_other_loads_w.%s" % load
+        watts = _parse(name, value, "watts, a number >= 0")
+        _check(name, watts >= 0, value, "watts, a number >= 0")
+        parsed_loads.append((str(load), watts))
+    supply = {} if supply is None else supply
+    if not isinstance(supply, dict):
+        raise AnsibleFilterError(
+            "gpu_tuning_power_supply %r is not valid; allowed: {} (no budget guard) or a "
+            "mapping with count and watts, optionally derating, redundant and name." % (supply,)
+        )
+    unknown = sorted(str(key) for key in supply if key not in _SUPPLY_KEYS)
+    _check(
+        "gpu_tuning_power_supply keys",
+        not unknown,
+        unknown,
+        ", ".join(_SUPPLY_KEYS),
+    )
+    if not supply:
+        return 0, 0.0, 0.8, 0, None, parsed_loads
+    for key, meaning in (("count", "the number of PSUs"), ("watts", "the rating of one PSU")):
+        if key not in supply:
+            raise AnsibleFilterError(
+                "gpu_tuning_power_supply has no %s (%s), which the budget guard needs; "
+                "got %r." % (key, meaning, supply)
+            )
+    count = _parse("gpu_tuning_power_supply.count", supply["count"], "a whole number >= 1", True)
+    _check("gpu_tuning_power_supply.count", count >= 1, supply["count"], "a whole number >= 1")
+    watts_allowed = "the rating of one PSU in watts, a number > 0"
+    unit_w = _parse("gpu_tuning_power_supply.watts", supply["watts"], watts_allowed)
+    _check("gpu_tuning_power_supply.watts", unit_w > 0, supply["watts"], watts_allowed)
+    derating_allowed = "a share of the rating, 0 < derating <= 1 (default 0.8)"
+    derating = _parse(
+        "gpu_tuning_power_supply.derating", supply.get("derating", 0.8), derating_allowed
+    )
+    _check(
+        "gpu_tuning_power_supply.derating",
+        0 < derating <= 1,
+        supply.get("derating"),
+        derating_allowed,
+    )
+    redundant_allowed = "a whole number >= 0 and below count (%d)" % count
+    redundant = _parse(
+        "gpu_tuning_power_supply.redundant", supply.get("redundant", 0), redundant_allowed, True
+    )
+    _check(
+        "gpu_tuning_power_supply.redundant",
+        0 <= redundant < count,
+        supply.get("redundant"),
+        redundant_allowed,
+    )
+    name = supply.get("name")
+    return count, unit_w, derating, redundant, None if name is None else str(name), parsed_loads
+
+
+def supply_valid(supply, other_loads):
+    """True, or an error naming the bad value (for the role's preflight assert)."""
+    supply_and_loads(supply, other_loads)
+    return True
+
+
 def power_budget(plan_gpus, facts_gpus, supply, other_loads):
     """The node's power budget as arithmetic people can check.
 
@@ -116,24 +220,14 @@ def power_budget(plan_gpus, facts_gpus, supply, other_loads):
     supply: {count, watts, derating (0.8), redundant (0), name}; other_loads: {name: watts}.
     Returns {ok, total_w, budget_w, text}.
     """
-    supply = supply or {}
-    try:
-        count = int(supply["count"])
-        unit_w = float(supply["watts"])
-        derating = float(supply.get("derating", 0.8))
-        redundant = int(supply.get("redundant", 0))
-        loads = [(str(name), float(value)) for name, value in (other_loads or {}).items()]
-    except (KeyError, TypeError, ValueError) as error:
-        raise AnsibleFilterError(
-            "power supply %r / other loads %r are not valid: %s" % (supply, other_loads, error)
-        ) from error
+    count, unit_w, derating, redundant, name, loads = supply_and_loads(supply, other_loads)
+    _check("gpu_tuning_power_supply", count > 0, supply, "count and watts for the budget guard")
     watts, notes = _gpu_watts(plan_gpus, facts_gpus)
     gpu_text, gpu_total = _gpu_terms(watts)
     total = gpu_total + sum(value for _name, value in loads)
     usable = count - redundant
     budget = usable * unit_w * derating
     units = "%d" % count if not redundant else "(%d - %d redundant)" % (count, redundant)
-    name = supply.get("name")
     budget_text = "budget %s x %s W x %s = %s W%s" % (
         units,
         _number(unit_w),
@@ -157,5 +251,6 @@ class FilterModule:
         return {
             "gpu_tuning_matching_overrides": matching_overrides,
             "gpu_tuning_power_budget": power_budget,
+            "gpu_tuning_power_supply_valid": supply_valid,
             "gpu_tuning_records": records,
         }

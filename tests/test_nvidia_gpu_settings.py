@@ -127,6 +127,18 @@ def test_selection_by_index_uuid_and_model(machine):
     assert {g["power_limit_mw"] for g in machine.state()} == {260000}
 
 
+def test_a_gpu_nvml_cannot_name_is_refused_when_selected_and_others_still_set(machine):
+    machine.cli("fault", 2, "fail", "nvmlDeviceGetName", "UNKNOWN")
+    for selection in (["all"], ["tesla v100-*"], [2]):
+        result = machine.module("nvidia_gpu_settings", {"gpus": selection, "power_limit": 250})
+        assert result["failed"], selection
+        assert "Nothing was changed" in result["msg"]
+        assert "GPU 2: NVML cannot name it: nvmlDeviceGetName failed" in result["msg"]
+    assert [g["power_limit_mw"] for g in machine.state()] == [300000] * 4
+    apply(machine, {"gpus": [0, 1, 3], "power_limit": 250})
+    assert [g["power_limit_mw"] for g in machine.state()] == [250000, 250000, 300000, 250000]
+
+
 def test_snap_clocks_uses_the_nearest_supported(machine):
     result = apply(
         machine,

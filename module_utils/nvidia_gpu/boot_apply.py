@@ -17,7 +17,7 @@ import math
 import time
 
 from .boot_config import one_line
-from .device import Gpu
+from .device import open_all
 from .identity import label_of
 from .nvml import GpuError, Nvml, NvmlCallError, NvmlUnavailable, explain, pynvml
 from .settings import ensure
@@ -84,14 +84,8 @@ def failure_of(error):
 def scan():
     """(every GPU NVML enumerates now, or [], and why NVML cannot be used, or None)."""
     try:
-        with Nvml() as nvml:
-            gpus = []
-            for index in range(nvml.device_count()):
-                try:
-                    gpus.append(Gpu.open(index))
-                except GpuError as error:  # cannot be opened at all: as good as lost
-                    gpus.append(Gpu(index, error=one_line(error)))
-            return gpus, None
+        with Nvml():
+            return open_all(), None
     except NvmlUnavailable as error:
         return [], one_line(error)
     except NVML_ERRORS as error:  # e.g. the device count itself fails

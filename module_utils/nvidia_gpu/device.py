@@ -137,6 +137,16 @@ def normalise_bus_id(bus_id):
     return ("%04x:%s" % (int(domain, 16), rest)).lower()
 
 
-def open_all(tolerant=False):
-    """Every GPU NVML enumerates, lost ones included (see Gpu.open for tolerant)."""
-    return [Gpu.open(index, tolerant) for index in range(pynvml.nvmlDeviceGetCount())]
+def open_all():
+    """Every GPU NVML enumerates. One NVML cannot name (lost, or its handle or identity
+    unreadable) is listed with `lost` and the reason in `error`: nothing may change a GPU it
+    cannot name, and the GPUs it can name stay usable."""
+    gpus = []
+    for index in range(pynvml.nvmlDeviceGetCount()):
+        try:
+            gpus.append(Gpu.open(index))
+        except NvmlCallError as error:
+            cause = error.__cause__ if error.__cause__ is not None else error
+            reason = "NVML cannot name it: %s failed: %s" % (error.call, explain(cause))
+            gpus.append(Gpu(index, error=reason))
+    return gpus

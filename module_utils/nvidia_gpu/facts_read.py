@@ -8,7 +8,7 @@ GPU_IS_LOST goes through (as NvmlCallError): the GPU is then reported lost as a 
 from __future__ import annotations
 
 from . import clock_events
-from .device import Gpu, normalise_bus_id, unreadable_entry
+from .device import normalise_bus_id, unreadable_entry
 from .nvml import (
     UNREADABLE,
     UNSUPPORTED,
@@ -16,7 +16,6 @@ from .nvml import (
     compute_mode_name,
     is_error,
     pynvml,
-    query,
     text,
 )
 
@@ -67,17 +66,9 @@ class Reader:
 def supported_clocks(gpu):
     """{memory MHz: [graphics MHz, ...]} as the GPU lists them (highest first), or UNSUPPORTED.
 
-    gpu is a device.Gpu: a failing call raises NvmlCallError naming the GPU and the call. A bare
-    NVML handle is still accepted for callers not yet passing the Gpu (its errors stay
-    NVMLError).
+    gpu is a device.Gpu: a failing call raises NvmlCallError naming the GPU and the call.
     """
-    if isinstance(gpu, Gpu):
-        read = gpu.query
-    else:
-
-        def read(function, *args):
-            return query(function, gpu, *args)
-
+    read = gpu.query
     memory = read(pynvml.nvmlDeviceGetSupportedMemoryClocks)
     if memory == UNSUPPORTED:
         return UNSUPPORTED

@@ -176,10 +176,6 @@ class Nvml:
             name: convert(getattr(pynvml, function)()) for name, function, convert in SYSTEM_VALUES
         }
 
-    @staticmethod
-    def device_count():
-        return pynvml.nvmlDeviceGetCount()
-
 
 def _cuda_version(encoded):
     """NVML encodes CUDA 12.8 as 12080."""

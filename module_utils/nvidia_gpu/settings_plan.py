@@ -6,7 +6,7 @@ from __future__ import annotations
 from . import locked_clocks
 from .facts import supported_clocks
 from .identity import label_of
-from .nvml import UNSUPPORTED, GpuError, NvmlCallError, compute_mode_name, failed_call, pynvml
+from .nvml import UNSUPPORTED, GpuError, NvmlCallError, compute_mode_name, pynvml
 from .selection import select
 
 # The order settings are applied in: persistence first so the rest sticks on an idle GPU.
@@ -26,8 +26,6 @@ UNLOCKED = "unlocked"
 # so the plan sets the lock again.
 UNKNOWN_LOCK = locked_clocks.UNKNOWN
 LOCK_DOMAINS = {"locked_graphics_clocks": "graphics", "locked_memory_clocks": "memory"}
-# What facts.supported_clocks calls; named in the message when one of them fails.
-SUPPORTED_CLOCK_CALLS = "nvmlDeviceGetSupportedMemoryClocks/nvmlDeviceGetSupportedGraphicsClocks"
 
 
 def nearest(values, target, count=3):
@@ -113,11 +111,9 @@ def _mhz_list(values):
 
 def _supported_clocks(gpu):
     """{memory MHz: [graphics MHz, ...]} as facts.supported_clocks reads it, or None when the
-    GPU does not list them completely (a call not supported, an empty or odd list)."""
-    try:
-        supported = supported_clocks(gpu.handle)
-    except pynvml.NVMLError as error:
-        raise failed_call(gpu.label, SUPPORTED_CLOCK_CALLS, error) from error
+    GPU does not list them completely (a call not supported, an empty or odd list). A failing
+    call raises NvmlCallError naming the GPU and that call."""
+    supported = supported_clocks(gpu)
     if not isinstance(supported, dict) or not _mhz_list(list(supported)):
         return None
     if not all(_mhz_list(values) for values in supported.values()):

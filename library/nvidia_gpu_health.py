@@ -157,6 +157,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+ansible_facts:
+  description: >-
+    The facts the findings were made from, as M(nvidia_gpu_facts) gathers them without the
+    supported clocks: a report needs no second read of the GPUs.
+  returned: when the GPUs could be read
+  type: dict
+  contains:
+    nvidia_gpu:
+      description: Driver, CUDA and per-GPU facts (see M(nvidia_gpu_facts)).
+      type: dict
 healthy:
   description: True when no finding is a warning or critical.
   returned: always
@@ -260,7 +270,10 @@ def main():
             msg=str(error), healthy=False, findings=[], blocking=[], gpus=[], xid_events=[]
         )
     result = dict(
-        report, changed=False, blocking=blocking(report["findings"], module.params["fail_on"])
+        report,
+        changed=False,
+        blocking=blocking(report["findings"], module.params["fail_on"]),
+        ansible_facts={"nvidia_gpu": facts},
     )
     if result["blocking"]:
         messages = [f["message"] for f in result["blocking"]]

@@ -148,8 +148,10 @@ FACT_READS = re.compile(r"""ansible_facts(?:\[['"](\w+)['"]\]|\.(\w+)\b(?!\())|\
 # ansible_* names that are Ansible's own variables, not facts.
 NOT_FACTS = {"check_mode", "facts", "managed", "parent_role_names", "python_interpreter", "version"}
 # Gathered by setup's min subset too, but only where /etc/ansible/facts.d exists: the roles read
-# it with a default (common's vars/main.yml says why it is not in the table).
-OPTIONAL_SETUP_FACTS = {"local"}
+# it with a default (common's vars/main.yml says why it is not in the table). Unlike the other
+# facts it keeps its prefix under ansible_facts (ansible_facts['ansible_local']); comments name
+# it as the variable ansible_local.
+OPTIONAL_SETUP_FACTS = {"ansible_local", "local"}
 
 
 def facts_read_under_roles():

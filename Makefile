@@ -106,10 +106,18 @@ test: ## Everything CI runs, with each stage's time at the end
 	  $(foreach scenario,$(SCENARIOS),"molecule $(scenario)=molecule test -s $(scenario)")
 
 .PHONY: bench
-bench: venv sim ## Benchmark: facts in one call vs one process per GPU (simulated T180-G20)
+bench: bench-facts bench-site ## Benchmarks: facts in one call vs per GPU, then site.yml on sandbox nodes
+
+.PHONY: bench-facts
+bench-facts: venv sim ## Benchmark: facts in one call vs one process per GPU (simulated T180-G20)
 	NVML_SIM_PROFILE_DIR=$(CURDIR)/tests/nvml_sim/profiles NVML_SIM_PROFILE=t180-g20 \
 	NVML_SIM_STATE_DIR=$$(mktemp -d) LD_LIBRARY_PATH=$(CURDIR)/$(SIM_DIR)/lib \
 	  $(VENV)/bin/python bench/facts_one_call_vs_per_gpu.py
+
+# BENCH_ARGS="--nodes 4 --repeats 5 --keep" changes what bench/site_noop.py measures.
+.PHONY: bench-site
+bench-site: venv image sim ## Benchmark: site.yml first converge and no-op, 1 and 8 nodes, SSH vs podman
+	$(VENV)/bin/python bench/site_noop.py $(BENCH_ARGS)
 
 .PHONY: hardware-kit
 hardware-kit: venv ## pynvml.py for tests/hardware/readonly_check.py on machines without it

@@ -51,6 +51,13 @@ def test_healthy_node(t180):
     assert result["healthy"] is True and not result.get("failed")
     assert [f for f in result["findings"] if f["severity"] != "info"] == []
     assert [g["status"] for g in result["gpus"]] == ["ok"] * 4
+    # The facts it judged come back for the report: the same as nvidia_gpu_facts reads.
+    judged = result["ansible_facts"]["nvidia_gpu"]
+    facts = t180.module("nvidia_gpu_facts", {"supported_clocks": False})
+    read = facts["ansible_facts"]["nvidia_gpu"]
+    assert [g["uuid"] for g in judged["gpus"]] == [g["uuid"] for g in read["gpus"]]
+    assert judged["driver_version"] == read["driver_version"]
+    assert [g["power"]["limit_w"] for g in judged["gpus"]] == [300] * 4
 
 
 def test_gpu_fallen_off_the_bus(t180):
@@ -63,6 +70,13 @@ def test_gpu_fallen_off_the_bus(t180):
     # Its peers' links to it are down because of it: no NVLink findings blame the others.
     assert not [f for f in result["findings"] if f["check"].startswith("nvlink")]
     assert result["msg"].startswith("GPU health check failed: GPU 2 does not answer")
+    # A failing report still carries the facts it was made from (the table shows GPU 2 lost).
+    assert [g["lost"] for g in result["ansible_facts"]["nvidia_gpu"]["gpus"]] == [
+        False,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_gpu_missing_at_boot(t180):

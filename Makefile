@@ -91,7 +91,7 @@ lint: venv ## ansible-lint (production profile), yamllint, ruff, ansible-test va
 
 .PHONY: unit
 unit: venv sim ## Python tests: simulator, module_utils, modules (no containers)
-	pytest tests
+	pytest -n auto tests
 
 .PHONY: molecule
 molecule: venv image sim ## Every molecule scenario, with idempotence

@@ -55,7 +55,7 @@ def write_inventory(nodes):
     names = ["bench-gpu%d" % number for number in range(1, nodes + 1)]
     hosts = {
         name: {
-            "ansible_host": str(SANDBOX_SUBNET.network_address + FIRST_ADDRESS + number),
+            "sandbox_address": str(SANDBOX_SUBNET.network_address + FIRST_ADDRESS + number),
             "sandbox_gpu_profile": "t180-g20",
         }
         for number, name in enumerate(names)

@@ -48,7 +48,7 @@ def test_fixed_addresses_stay_out_of_the_dynamic_range():
     assert dynamic.subnet_of(subnet)
     inventory = yaml.safe_load((PROJECT / "inventory" / "sandbox" / "hosts.yml").read_text())
     fixed = [
-        ipaddress.ip_address(host["ansible_host"])
+        ipaddress.ip_address(host["sandbox_address"])
         for host in inventory["all"]["children"]["sandbox_nodes"]["hosts"].values()
     ]
     sys.path.insert(0, str(PROJECT / "bench"))

@@ -1,0 +1,76 @@
+# Copyright: the gpu-node project contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Filter apt_missing: which apt package specs dpkg's listing does not satisfy yet.
+
+Lets a role skip its apt call when everything is installed (an apt call costs a module run and
+loading apt's cache; a dpkg-query listing is one command). dpkg_listing_argv gives the command,
+whose lines read "ii  name 1.2-3": the first letter is the selection (h: held), the second the
+state (i: installed).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible.errors import AnsibleFilterError
+
+SHOWFORMAT = "${db:Status-Abbrev} ${Package} ${Version}\n"
+LISTING_LINE = re.compile(r"^(?P<want>[a-z])(?P<state>[a-zA-Z]). (?P<name>\S+) ?(?P<version>\S*)$")
+
+
+def dpkg_listing_argv(names=()):
+    """dpkg-query's command for the listing the filters read: every package, or those named."""
+    return ["dpkg-query", "--show", "--showformat=" + SHOWFORMAT, *names]
+
+
+def installed_versions(listing):
+    """{package name: version} of the installed packages of a dpkg-query listing."""
+    versions = {}
+    for line in listing:
+        match = LISTING_LINE.match(line.rstrip("\n"))
+        if match and match.group("state") == "i":
+            versions[match.group("name").split(":")[0]] = match.group("version")
+    return versions
+
+
+def spec_satisfied(spec, versions):
+    """Whether apt would find nothing to do for "name", "name=version" or "name=version*"."""
+    name, _, wanted = spec.partition("=")
+    name = name.split(":")[0]
+    if name not in versions:
+        return False
+    if not wanted:
+        return True
+    if wanted.endswith("*"):
+        return versions[name].startswith(wanted[:-1])
+    return versions[name] == wanted
+
+
+def apt_missing(specs, listing):
+    """The specs, in their order, that the listing does not satisfy."""
+    if isinstance(listing, str):
+        listing = listing.splitlines()
+    if not isinstance(specs, (list, tuple)) or not all(isinstance(s, str) for s in specs):
+        raise AnsibleFilterError("apt_missing: expected a list of package specs, got %r" % (specs,))
+    versions = installed_versions(listing)
+    return [spec for spec in specs if not spec_satisfied(spec, versions)]
+
+
+def dpkg_held(listing):
+    """Names of the packages the listing shows held (selection h)."""
+    if isinstance(listing, str):
+        listing = listing.splitlines()
+    return [
+        match.group("name").split(":")[0]
+        for match in map(LISTING_LINE.match, (line.rstrip("\n") for line in listing))
+        if match and match.group("want") == "h"
+    ]
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "apt_missing": apt_missing,
+            "dpkg_held": dpkg_held,
+            "dpkg_listing_argv": dpkg_listing_argv,
+        }

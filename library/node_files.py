@@ -405,7 +405,9 @@ def main():
 
     for entry in entries:  # everything planned (and checked) before anything changes
         try:
-            changes, parents, before, entry_diffs = plan(entry, overlay, module._diff, module.check_mode)
+            changes, parents, before, entry_diffs = plan(
+                entry, overlay, module._diff, module.check_mode
+            )
         except (Failed, OSError, ValueError) as error:
             fail(entry, error)
         planned.append((entry, changes, parents, before))

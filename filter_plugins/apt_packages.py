@@ -23,14 +23,22 @@ def dpkg_listing_argv(names=()):
     return ["dpkg-query", "--show", "--showformat=" + SHOWFORMAT, *names]
 
 
+def listing_entries(listing):
+    """The parsed lines (want, state, name, version) of a listing, as lines or as one text."""
+    lines = listing.splitlines() if isinstance(listing, str) else listing
+    for match in map(LISTING_LINE.match, (line.rstrip("\n") for line in lines)):
+        if match:
+            yield (
+                match.group("want"),
+                match.group("state"),
+                match.group("name").split(":")[0],
+                match.group("version"),
+            )
+
+
 def installed_versions(listing):
     """{package name: version} of the installed packages of a dpkg-query listing."""
-    versions = {}
-    for line in listing:
-        match = LISTING_LINE.match(line.rstrip("\n"))
-        if match and match.group("state") == "i":
-            versions[match.group("name").split(":")[0]] = match.group("version")
-    return versions
+    return {name: version for _, state, name, version in listing_entries(listing) if state == "i"}
 
 
 def spec_satisfied(spec, versions):
@@ -48,8 +56,6 @@ def spec_satisfied(spec, versions):
 
 def apt_missing(specs, listing):
     """The specs, in their order, that the listing does not satisfy."""
-    if isinstance(listing, str):
-        listing = listing.splitlines()
     if not isinstance(specs, (list, tuple)) or not all(isinstance(s, str) for s in specs):
         raise AnsibleFilterError("apt_missing: expected a list of package specs, got %r" % (specs,))
     versions = installed_versions(listing)
@@ -58,13 +64,7 @@ def apt_missing(specs, listing):
 
 def dpkg_held(listing):
     """Names of the packages the listing shows held (selection h)."""
-    if isinstance(listing, str):
-        listing = listing.splitlines()
-    return [
-        match.group("name").split(":")[0]
-        for match in map(LISTING_LINE.match, (line.rstrip("\n") for line in listing))
-        if match and match.group("want") == "h"
-    ]
+    return [name for want, _, name, _ in listing_entries(listing) if want == "h"]
 
 
 class FilterModule:

@@ -64,8 +64,9 @@ sandbox-down: venv ## Remove the sandbox nodes
 # FAULT="2 lost" (any `nvml-sim fault` arguments) breaks a GPU after site.yml and re-checks health.
 DEMO_NODE ?= sandbox-gpu1
 .PHONY: demo
-demo: sandbox-up ## Run site.yml against the sandbox node (FAULT="2 lost": then break GPU 2)
+demo: sandbox-up ## site.yml on the sandbox node, then its validation run (FAULT="2 lost": break GPU 2)
 	ansible-playbook -i inventory/sandbox site.yml
+	ansible-playbook -i inventory/sandbox playbooks/validate.yml
 ifdef FAULT
 	podman exec $(DEMO_NODE) nvml-sim fault $(FAULT)
 	ansible-playbook -i inventory/sandbox playbooks/health.yml

@@ -1,6 +1,7 @@
 # Copyright: the gpu-node project contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Builds the project's nvidia_gpu package as a pure-Python wheel on the controller.
+"""Builds one of the project's Python packages (nvidia_gpu, gpu_node_validate) as a pure-Python
+wheel on the controller, for the nodes' virtualenvs.
 
 The builder is standard library only (no setuptools, no network): air-gapped controllers build
 it too. The wheel is reproducible: the same sources give the same bytes (sorted entries, fixed
@@ -25,8 +26,8 @@ from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
 DOCUMENTATION = """
-name: nvml_runtime_wheel
-short_description: the nvidia_gpu package as a reproducible wheel, built on the controller
+name: project_wheel
+short_description: a package of the project as a reproducible wheel, built on the controller
 description:
   - Builds a C(py3-none-any) wheel of the Python package in the given directory (every C(*.py)
     file under it) into O(cache_dir), unless a wheel with the same bytes is already there.
@@ -44,6 +45,12 @@ options:
     description: The release part of the version, before the local label.
     type: str
     default: "1.0.0"
+  dist_name:
+    description:
+      - The distribution's name (what pip lists); the project's own, so that a project of the
+        package's name on an index can never be taken for it.
+    type: str
+    default: gpu-node-nvidia-gpu
 """
 
 RETURN = """
@@ -58,8 +65,6 @@ _list:
     version: {description: The distribution's version., type: str}
 """
 
-# Not the import name alone: the distribution is the gpu-node project's copy of nvidia_gpu, and a
-# project of that name elsewhere (a package index) can never be taken for it.
 DIST_NAME = "gpu-node-nvidia-gpu"
 TAG = "py3-none-any"
 # The earliest date a zip entry can hold; every entry gets it, so build time leaves no trace.
@@ -94,21 +99,21 @@ def record_hash(content):
     return "sha256=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _dist_info(version, files):
+def _dist_info(version, files, dist_name=DIST_NAME):
     metadata = (
         "Metadata-Version: 2.1\n"
         "Name: %s\n"
         "Version: %s\n"
-        "Summary: The gpu-node project's GPU code (module_utils/nvidia_gpu) for its nodes\n"
-        "Requires-Python: >=3.8\n" % (DIST_NAME, version)
+        "Summary: A package of the gpu-node project, for its nodes\n"
+        "Requires-Python: >=3.8\n" % (dist_name, version)
     )
     wheel = (
         "Wheel-Version: 1.0\n"
-        "Generator: gpu-node nvml_runtime_wheel\n"
+        "Generator: gpu-node project_wheel\n"
         "Root-Is-Purelib: true\n"
         "Tag: %s\n" % TAG
     )
-    info_dir = "%s-%s.dist-info" % (_escaped(DIST_NAME), version)
+    info_dir = "%s-%s.dist-info" % (_escaped(dist_name), version)
     entries = dict(files)
     entries[info_dir + "/METADATA"] = metadata.encode()
     entries[info_dir + "/WHEEL"] = wheel.encode()
@@ -125,11 +130,11 @@ def _escaped(name):
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def wheel_bytes(files, version):
+def wheel_bytes(files, version, dist_name=DIST_NAME):
     """The wheel: package files sorted, then METADATA, WHEEL and RECORD last."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as wheel:
-        for name, content in _dist_info(version, files).items():
+        for name, content in _dist_info(version, files, dist_name).items():
             entry = zipfile.ZipInfo(name, ZIP_DATE_TIME)
             entry.create_system = 3  # Unix, so that external_attr holds the file mode
             entry.external_attr = FILE_MODE << 16
@@ -137,12 +142,12 @@ def wheel_bytes(files, version):
     return buffer.getvalue()
 
 
-def build(package_dir, cache_dir, base_version="1.0.0"):
+def build(package_dir, cache_dir, base_version="1.0.0", dist_name=DIST_NAME):
     """Write the package's wheel into cache_dir (only if its bytes differ); describe it."""
     files = package_files(package_dir)
     version = version_of(files, base_version)
-    content = wheel_bytes(files, version)
-    filename = "%s-%s-%s.whl" % (_escaped(DIST_NAME), version, TAG)
+    content = wheel_bytes(files, version, dist_name)
+    filename = "%s-%s-%s.whl" % (_escaped(dist_name), version, TAG)
     cache_dir = Path(cache_dir).expanduser()
     path = cache_dir / filename
     if not path.is_file() or path.read_bytes() != content:
@@ -153,7 +158,7 @@ def build(package_dir, cache_dir, base_version="1.0.0"):
             stream.write(content)
         os.chmod(partial, 0o644)
         os.replace(partial, path)
-    return {"path": str(path), "filename": filename, "name": DIST_NAME, "version": version}
+    return {"path": str(path), "filename": filename, "name": dist_name, "version": version}
 
 
 class LookupModule(LookupBase):
@@ -161,8 +166,13 @@ class LookupModule(LookupBase):
         self.set_options(var_options=variables, direct=kwargs)
         try:
             return [
-                build(term, self.get_option("cache_dir"), self.get_option("base_version"))
+                build(
+                    term,
+                    self.get_option("cache_dir"),
+                    self.get_option("base_version"),
+                    self.get_option("dist_name"),
+                )
                 for term in terms
             ]
         except (OSError, ValueError) as err:
-            raise AnsibleLookupError("cannot build the nvidia_gpu wheel: %s" % err) from err
+            raise AnsibleLookupError("cannot build the wheel of %s: %s" % (terms, err)) from err

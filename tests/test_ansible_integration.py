@@ -146,7 +146,16 @@ def test_gpu_health_role_passes_warnings_below_fail_on(machine, tmp_path):
 COMMON_VARS = PROJECT / "roles" / "common" / "vars" / "main.yml"
 FACT_READS = re.compile(r"""ansible_facts(?:\[['"](\w+)['"]\]|\.(\w+)\b(?!\())|\bansible_(\w+)""")
 # ansible_* names that are Ansible's own variables, not facts.
-NOT_FACTS = {"check_mode", "facts", "managed", "parent_role_names", "python_interpreter", "version"}
+# (ansible_job_id is the key an async task returns.)
+NOT_FACTS = {
+    "check_mode",
+    "facts",
+    "job_id",
+    "managed",
+    "parent_role_names",
+    "python_interpreter",
+    "version",
+}
 # Gathered by setup's min subset too, but only where /etc/ansible/facts.d exists: the roles read
 # it with a default (common's vars/main.yml says why it is not in the table). Unlike the other
 # facts it keeps its prefix under ansible_facts (ansible_facts['ansible_local']); comments name

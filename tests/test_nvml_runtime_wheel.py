@@ -21,7 +21,7 @@ PACKAGE = ROLE / "files" / "nvidia_gpu"
 BIN = Path(sys.executable).parent
 
 spec = importlib.util.spec_from_file_location(
-    "nvml_runtime_wheel", ROLE / "lookup_plugins" / "nvml_runtime_wheel.py"
+    "project_wheel", PROJECT / "lookup_plugins" / "project_wheel.py"
 )
 builder = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(builder)
@@ -189,7 +189,7 @@ def test_runtime_state_reports_versions_drift_and_leftovers(tmp_path, venv):
 
 def test_the_lookup_builds_through_ansible_in_check_mode(tmp_path):
     cache = tmp_path / "fresh" / "cache"
-    query = "{{ query('nvml_runtime_wheel', '%s', cache_dir='%s') | first }}" % (PACKAGE, cache)
+    query = "{{ query('project_wheel', '%s', cache_dir='%s') | first }}" % (PACKAGE, cache)
     out = run(
         str(BIN / "ansible"), "localhost", "--check", "-m", "ansible.builtin.debug",
         "-a", "var=wheel", "-e", json.dumps({"wheel": query}),
@@ -197,7 +197,7 @@ def test_the_lookup_builds_through_ansible_in_check_mode(tmp_path):
         env=dict(
             os.environ,
             ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
-            ANSIBLE_LOOKUP_PLUGINS=str(ROLE / "lookup_plugins"),
+            ANSIBLE_LOOKUP_PLUGINS=str(PROJECT / "lookup_plugins"),
             ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline",
             ANSIBLE_LOAD_CALLBACK_PLUGINS="true",
             ANSIBLE_LOCALHOST_WARNING="false",

@@ -9,8 +9,8 @@ from node_gpus import PYTHON, read_back
 
 PROJECT = Path(__file__).resolve().parents[3]
 PROJECT_PACKAGE = PROJECT / "module_utils" / "nvidia_gpu"
-BUILDER = PROJECT / "roles" / "nvml_runtime" / "lookup_plugins" / "nvml_runtime_wheel.py"
-spec = importlib.util.spec_from_file_location("nvml_runtime_wheel", BUILDER)
+BUILDER = PROJECT / "lookup_plugins" / "project_wheel.py"
+spec = importlib.util.spec_from_file_location("project_wheel", BUILDER)
 wheel_builder = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(wheel_builder)
 

@@ -106,7 +106,7 @@ def test_command_refuses_missing_file_bad_sections_and_unusable_out(tmp_path):
             "--sections 'gemm,fft': allowed are gemm, membw, allreduce, ddp, threebody",
         ),
         (["--config", good, "--out", tmp_path / "file" / "sub"], "cannot create the directory"),
-        (["--out", tmp_path], "the following arguments are required: --config"),
+        (["--out", tmp_path], "bad input: --config is required (unless --merge)"),
     ]
     for args, message in cases:
         proc = run_cli(*args)

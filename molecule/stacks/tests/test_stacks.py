@@ -21,7 +21,7 @@ expected = torch.arange(1024, dtype=torch.float32) * sum(range(1, world + 1))
 assert torch.equal(tensor, expected), (rank, tensor[:4])
 # One write(2) per line (print writes the text and the newline apart): both ranks share
 # torchrun's stdout.
-os.write(1, f"rank {rank} of {world} exact\n".encode())
+os.write(1, f"rank {rank} of {world} exact\\n".encode())
 """
 
 

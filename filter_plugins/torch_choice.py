@@ -18,6 +18,7 @@ if _MODULE_UTILS not in ansible.module_utils.__path__:
 
 from ansible.module_utils.nvidia_gpu.choice_pins import PolicyError  # noqa: E402
 from ansible.module_utils.nvidia_gpu.torch_choice import (  # noqa: E402
+    DriverNotChosen,
     TorchRequest,
     choose_torch,
     cupy_requirement,
@@ -25,11 +26,15 @@ from ansible.module_utils.nvidia_gpu.torch_choice import (  # noqa: E402
 
 
 def torch_choice(gpus, driver_branch=None, **options):
-    """The choice for these GPUs (nvidia_pci facts) and driver branch, with the role's torch
-    options (TorchRequest's fields). A refusal is returned, not raised, as {'refused': reason}:
-    the role's assert then fails the host with the reason alone."""
+    """The choice for these GPUs (nvidia_pci facts) and driver branch (a number, or anything else
+    for none), with the role's torch options (TorchRequest's fields). A refusal is returned, not
+    raised, as {'refused': reason}: the role's assert then fails the host with the reason alone;
+    one that only waits for the driver's choice also says 'waits_for_driver'."""
+    branch = int(driver_branch) if str(driver_branch).isdigit() else None
     try:
-        return choose_torch(gpus or [], driver_branch, TorchRequest(**options))
+        return choose_torch(gpus or [], branch, TorchRequest(**options))
+    except DriverNotChosen as error:
+        return {"refused": str(error), "waits_for_driver": True}
     except PolicyError as error:
         return {"refused": str(error)}
     except TypeError as error:

@@ -231,3 +231,24 @@ def test_cupy_without_wheels_or_a_bad_version_is_refused(line, version, message)
     with pytest.raises(PolicyError) as refused:
         cupy_requirement(line, version)
     assert message in str(refused.value)
+
+
+def test_the_filter_tells_waiting_for_the_driver_from_a_refusal():
+    """filter_plugins/torch_choice.py: check mode on a fresh GPU node ends the role (no driver
+    branch yet); a pin that cannot run is a refusal the role fails on."""
+    import importlib.util
+
+    plugin = Path(__file__).resolve().parent.parent / "filter_plugins" / "torch_choice.py"
+    spec = importlib.util.spec_from_file_location("torch_filter", plugin)
+    torch_filter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(torch_filter)
+    waiting = torch_filter.torch_choice(T180_G20, None)
+    assert waiting == {
+        "refused": "a CUDA build of PyTorch needs the NVIDIA driver, and none is chosen",
+        "waits_for_driver": True,
+    }
+    refused = torch_filter.torch_choice(T180_G20, "580", version="2.11")
+    assert "stays on CUDA 12.x" in refused["refused"] and "waits_for_driver" not in refused
+    assert torch_filter.torch_choice(T180_G20, 535)["line"] == "2.10"  # the local fact's int
+    cpu = torch_filter.torch_choice(T180_G20, None, index_url=PYTORCH_INDEX + "cpu")
+    assert cpu["build"] == "cpu"  # a CPU index needs no driver

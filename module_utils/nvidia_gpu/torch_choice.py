@@ -48,6 +48,10 @@ _INDEX_BUILD = re.compile(r"/(cpu|cu([0-9]{2})([0-9]))/?$")
 VERSION_ALLOWED = "auto, a PyTorch line such as 2.10, or a release such as 2.10.0"
 
 
+class DriverNotChosen(PolicyError):
+    """A CUDA build is wanted but no driver branch is chosen yet (check mode on a fresh node)."""
+
+
 def _line_key(line):
     major, minor = line.split(".")[:2]
     return int(major), int(minor)
@@ -162,7 +166,7 @@ def choose_torch(gpus, driver_branch, request):
             "there: auto or cpu"
         )
     if driver_branch is None:
-        raise PolicyError("a CUDA build of PyTorch needs the NVIDIA driver, and none is chosen")
+        raise DriverNotChosen("a CUDA build of PyTorch needs the NVIDIA driver, and none is chosen")
     return _cuda_choice(limits, int(driver_branch), request)
 
 
@@ -211,7 +215,7 @@ def _cuda_choice(limits, branch, request):
         "pip_args": _pip_args(request),
         "index": request.index_url or "PyPI",
         "reason": "%s: torch %s with CUDA %s (%s)"
-        % (_summary(limits), request.version if request.line else line + ".x", cuda, why),
+        % (summary(limits.gpus), request.version if request.line else line + ".x", cuda, why),
         "notes": [],
     }
 
@@ -249,7 +253,7 @@ def _cpu_choice(limits, request):
         "pip_args": pip_args,
         "index": request.index_url or request.wheelhouse or PYTORCH_INDEX + "cpu",
         "reason": "%s: torch %s, CPU build (%s)"
-        % (_summary(limits), request.version if request.line else line + ".x", why),
+        % (summary(limits.gpus), request.version if request.line else line + ".x", why),
         "notes": [],
     }
 
@@ -330,10 +334,6 @@ def _pip_args(request):
     if request.wheelhouse_only:
         args += ["--no-index"]
     return args
-
-
-def _summary(limits):
-    return summary(limits.gpus)
 
 
 def cupy_requirement(cuda_line, cupy_version):

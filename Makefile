@@ -61,7 +61,8 @@ sandbox-up: venv image sim ## Start the sandbox nodes of inventory/sandbox
 sandbox-down: venv ## Remove the sandbox nodes
 	ansible-playbook sandbox/nodes.yml -e sandbox_state=absent
 
-# FAULT="2 lost" (any `nvml-sim fault` arguments) breaks a GPU after site.yml and re-checks health.
+# FAULT="2 lost" (any `nvml-sim fault` arguments) breaks a GPU after site.yml: the node's gpu-health
+# timer finds it (status file, node_exporter's /metrics), then the health play does.
 DEMO_NODE ?= sandbox-gpu1
 .PHONY: demo
 demo: sandbox-up ## site.yml on the sandbox node, then its validation run (FAULT="2 lost": break GPU 2)
@@ -69,8 +70,19 @@ demo: sandbox-up ## site.yml on the sandbox node, then its validation run (FAULT
 	ansible-playbook -i inventory/sandbox playbooks/validate.yml
 ifdef FAULT
 	podman exec $(DEMO_NODE) nvml-sim fault $(FAULT)
+	sandbox/show-health.sh $(DEMO_NODE)
 	ansible-playbook -i inventory/sandbox playbooks/health.yml
 endif
+
+# WEAK_PSU=1: the simulated 12 V supply sags under load (a corroded lug), as on the seed machine.
+.PHONY: burn-in
+burn-in: sandbox-up ## A 1-minute burn-in of the sandbox node (WEAK_PSU=1: on a weak 12 V supply)
+ifdef WEAK_PSU
+	podman exec $(DEMO_NODE) nvml-sim fault psu ohm 0.008
+endif
+	ansible-playbook -i inventory/sandbox playbooks/burn-in.yml -e gpu_health_burn_in_cycles=5 \
+	  -e gpu_health_burn_in_high_s=5 -e gpu_health_burn_in_low_s=5 -e gpu_health_burn_in_sustained_s=10 \
+	  || { podman exec $(DEMO_NODE) sh -c 'nvml-sim reset && systemctl restart gpu-tuning'; exit 1; }
 
 .PHONY: sandbox-reboot
 sandbox-reboot: ## Reboot the sandbox node: faults go, gpu-tuning.service re-applies the settings

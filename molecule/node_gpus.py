@@ -19,11 +19,13 @@ for i in range(N.nvmlDeviceGetCount()):
                        N.nvmlDeviceGetApplicationsClock(h, N.NVML_CLOCK_GRAPHICS)],
         "graphics_clock": N.nvmlDeviceGetClockInfo(h, N.NVML_CLOCK_GRAPHICS),
         "compute_mode": N.nvmlDeviceGetComputeMode(h),
+        "power_mw": N.nvmlDeviceGetPowerUsage(h),
+        "temperature_c": N.nvmlDeviceGetTemperature(h, N.NVML_TEMPERATURE_GPU),
     })
 print(json.dumps(gpus))
 """
 
 
 def read_back(host):
-    """Every GPU's settings as NVML on the node reports them."""
+    """Every GPU's settings, power draw and temperature as NVML on the node reports them."""
     return json.loads(host.check_output("%s -c '%s'" % (PYTHON, READ_BACK)))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make this machine able to run sandbox nodes: podman, an OCI runtime that works here, debootstrap,
-# Debian's archive keyring (for debootstrap), and Python's venv for the project's tools.
+# Debian's archive keyring (for debootstrap), Python's venv for the project's tools, and OpenIPMI's
+# BMC simulator and ipmitool (the BMC tests).
 # Installs missing tools only when running as root on an apt-based host; otherwise says what to install.
 # Writes host-level podman configuration only when it detects a condition that needs it, and says so.
 source "$(dirname "$0")/common.sh"
@@ -16,6 +17,9 @@ install_missing_tools() {
     # The project's virtualenv; Debian ships venv/ensurepip separately from python3.
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     [ -s /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
+    # The BMC simulator's tests (tests/bmc_sim): ipmi_sim and sdrcomp, and ipmitool to read it.
+    command -v ipmi_sim >/dev/null || missing+=(openipmi)
+    command -v ipmitool >/dev/null || missing+=(ipmitool)
     [ ${#missing[@]} -eq 0 ] && return 0
     if ! is_root || ! command -v apt-get >/dev/null; then
         die "missing tools: ${missing[*]}. Install them with your package manager (e.g. 'sudo apt-get install ${missing[*]}'), then re-run."

@@ -105,7 +105,13 @@ def run_gpu_health_role(machine, tmp_path, **role_vars):
     (stub_tasks / "main.yml").write_text("---\n[]\n")
     playbook = tmp_path / "health.yml"
     playbook.write_text(ROLE_PLAY)
-    role_vars = dict(nvml_runtime_python=sys.executable, gpu_health_kernel_log="none", **role_vars)
+    # The timer installs units: this host is not a node (the health scenario tests it).
+    role_vars = dict(
+        nvml_runtime_python=sys.executable,
+        gpu_health_kernel_log="none",
+        gpu_health_timer=False,
+        **role_vars,
+    )
     proc = ansible_playbook(
         machine,
         playbook,

@@ -55,6 +55,7 @@ EXIT_BY_KIND = {
     boot_apply.NVML_FAILED: EXIT_NVML_FAILED,
 }
 # syslog priorities journald takes from a "<N>" line prefix (SyslogLevelPrefix=, on by default).
+PRIORITY_CRIT = 2
 PRIORITY_ERR = 3
 PRIORITY_WARNING = 4
 PRIORITY_INFO = 6
@@ -89,6 +90,17 @@ class Output:
 
     def error(self, message):
         self._write(self.stderr, PRIORITY_ERR, message)
+
+    def critical(self, message):
+        self._write(self.stderr, PRIORITY_CRIT, message)
+
+    def internal_error(self, error):
+        """A bug: one journal line saying where, not a traceback in many lines."""
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        self.error(
+            "internal error, please report: %s: %s (%s line %d)"
+            % (type(error).__name__, error, os.path.basename(frame.filename), frame.lineno)
+        )
 
 
 def _to_journal(stream):
@@ -236,12 +248,8 @@ def main(argv=None, prog="gpu-tuning", default_config=DEFAULT_CONFIG, out=None):
         if args.command == "apply":
             return run_apply(args.config, args.wait, out)
         return run_check(args.config, args.structure_only, out)
-    except Exception as error:  # a bug: one journal line, not a traceback in many lines
-        frame = traceback.extract_tb(error.__traceback__)[-1]
-        out.error(
-            "internal error, please report: %s: %s (%s line %d)"
-            % (type(error).__name__, error, os.path.basename(frame.filename), frame.lineno)
-        )
+    except Exception as error:
+        out.internal_error(error)
         return EXIT_INTERNAL
 
 

@@ -18,7 +18,17 @@ from .health_gpus import (
 from .health_links import check_nvlink, check_pcie
 from .health_options import DEFAULTS, check_against, normalise
 
-__all__ = ["DEFAULTS", "FAIL_ON", "SEVERITIES", "blocking", "evaluate", "normalise"]
+__all__ = [
+    "DEFAULTS",
+    "FAIL_ON",
+    "SEVERITIES",
+    "Findings",
+    "blocking",
+    "evaluate",
+    "normalise",
+    "verdict",
+    "worst",
+]
 
 SEVERITIES = ("info", "warning", "critical")
 FAIL_ON = ("critical", "warning", "never")
@@ -64,25 +74,35 @@ def evaluate(facts, options):
     for check in CHECKS:
         check(facts, expected, findings)
     events = check_kernel_log(facts, expected, findings)
+    return verdict(facts, findings.items, events)
+
+
+def verdict(facts, items, events):
+    """{findings (worst first), healthy, gpus (status of each), xid_events} from findings that
+    may come from more than the GPU checks (the BMC's, the settings')."""
     order = {severity: rank for rank, severity in enumerate(reversed(SEVERITIES))}
     items = sorted(
-        findings.items,
+        items,
         key=lambda f: (order[f["severity"]], -1 if f["gpu"] is None else f["gpu"], f["check"]),
     )
     summary = []
     for gpu in facts["gpus"]:
         mine = [f["severity"] for f in items if f["gpu"] == gpu["index"]]
-        status = next((s for s in ("critical", "warning") if s in mine), "ok")
         summary.append(
             {
                 "index": gpu["index"],
                 "uuid": gpu.get("uuid", "unknown"),
                 "name": gpu.get("name", "unknown"),
-                "status": status,
+                "status": worst(mine),
             }
         )
     healthy = not any(f["severity"] in ("critical", "warning") for f in items)
     return {"findings": items, "healthy": healthy, "gpus": summary, "xid_events": events}
+
+
+def worst(severities):
+    """critical, warning or ok: the worst of some findings' severities (info counts as ok)."""
+    return next((s for s in ("critical", "warning") if s in severities), "ok")
 
 
 def blocking(findings, fail_on):

@@ -14,11 +14,10 @@ error (LockRecordError) for the caller to roll back the lock it made.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 
+from . import atomic_file
 from .nvml import GpuError
 
 RUN_DIR_ENV = "NVIDIA_GPU_RUN_DIR"
@@ -149,19 +148,9 @@ def record(uuid, domain, value):
 
 def _write(data):
     where = path()
-    directory = os.path.dirname(where)
-    tmp = None
     try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".locked-clocks.")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, where)
+        atomic_file.write_text(where, json.dumps(data, indent=1, sort_keys=True))
     except OSError as error:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         raise LockRecordError(
             "the lock record %s cannot be written: %s" % (where, _os_reason(error))
         ) from error

@@ -35,7 +35,7 @@ mkdir -p /usr/local/share/nvml-sim
 ln -sfn /opt/nvml-sim/profiles /usr/local/share/nvml-sim/profiles
 cat >/etc/systemd/system/nvml-sim-ldconfig.service <<UNIT
 [Unit]
-Description=Make the simulated NVIDIA driver library loadable
+Description=Make the simulated NVIDIA driver library loadable and its state fresh
 DefaultDependencies=no
 ConditionPathExists=/opt/nvml-sim/lib
 After=local-fs.target
@@ -44,6 +44,9 @@ Before=sysinit.target
 [Service]
 Type=oneshot
 ExecStart=/sbin/ldconfig
+# The driver's state of a fresh boot, as a loaded driver has it: an empty kernel log, the 12 V
+# rail's reading for the BMC.
+ExecStart=/usr/local/bin/nvml-sim reset
 RemainAfterExit=yes
 
 [Install]
@@ -51,9 +54,27 @@ WantedBy=sysinit.target
 UNIT
 systemctl enable nvml-sim-ldconfig.service >/dev/null 2>&1
 
-# Units that only make sense on real hardware or consoles fail or hang in a container.
+# The simulated BMC (tests/bmc_sim, mounted at /opt/bmc-sim with its password at /etc/bmc-sim by
+# the node's creator): IPMI over LAN on UDP 623, sensor values shared with the simulated driver.
+cat >/etc/systemd/system/bmc-sim.service <<UNIT
+[Unit]
+Description=Simulated BMC (ipmi_sim)
+ConditionPathExists=/opt/bmc-sim/bmc-sim
+ConditionPathExists=/etc/bmc-sim/password
+
+[Service]
+ExecStart=/usr/bin/python3 /opt/bmc-sim/bmc-sim --state-dir /run/nvml-sim run --address 0.0.0.0 --port 623 --user admin --password-file /etc/bmc-sim/password
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl enable bmc-sim.service >/dev/null 2>&1
+
+# Units that only make sense on real hardware or consoles fail or hang in a container (openipmi's
+# loads the kernel's IPMI drivers).
 systemctl mask getty.target console-getty.service systemd-remount-fs.service \
-    systemd-firstboot.service >/dev/null 2>&1
+    systemd-firstboot.service openipmi.service >/dev/null 2>&1
 
 # Smaller image; apt caches are shared with the host at run time.
 apt-get clean

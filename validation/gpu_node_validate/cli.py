@@ -1,4 +1,5 @@
 """gpu-node-validate --config CONFIG.json --out DIR [--sections gemm,membw,...]
+gpu-node-validate load --device DEVICE ...   (the burn-in's load worker: load.py)
 
 Exit codes: 0 no check failed, 1 a check failed (each failure listed on stderr with its likely
 cause), 2 bad input (config, arguments, output directory), 3 an environment problem (torch
@@ -207,6 +208,11 @@ def run(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["load"]:
+        from . import load
+
+        return load.main(argv[1:])
     args = parse_args(argv)  # argparse itself exits 2 on bad arguments
     try:
         return run(args)

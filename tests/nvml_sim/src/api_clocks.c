@@ -256,15 +256,15 @@ NVML_API nvmlReturn_t nvmlDeviceResetMemoryLockedClocks(nvmlDevice_t device)
 }
 
 /*
- * An idle GPU reports "idle" unless `nvml-sim fault N throttle MASK` replaced the reasons.
- * On top come the reasons the simulated readings imply: at or above the slowdown temperature,
- * hardware thermal slowdown (with the hardware slowdown summary bit and software thermal
- * slowdown); at or above the power limit, the software power cap.
+ * A GPU without load reports "idle", a loaded one nothing, unless `nvml-sim fault N throttle
+ * MASK` replaced the reasons. On top come the reasons the simulated readings imply: at or above
+ * the slowdown temperature, hardware thermal slowdown (with the hardware slowdown summary bit
+ * and software thermal slowdown); at or above the power limit, the software power cap.
  */
 static unsigned long long event_reasons(const struct dev_ctx *c)
 {
-    unsigned long long r =
-        c->gs->has_throttle ? c->gs->throttle : NVML_CLOCKS_EVENT_REASON_GPU_IDLE;
+    unsigned long long base = c->gs->load_pct == 0 ? NVML_CLOCKS_EVENT_REASON_GPU_IDLE : 0;
+    unsigned long long r = c->gs->has_throttle ? c->gs->throttle : base;
     if (temperature_current(c) >= c->model->temp_slowdown)
         r |= NVML_CLOCKS_EVENT_REASON_HW_SLOWDOWN | NVML_CLOCKS_EVENT_REASON_HW_THERMAL |
              NVML_CLOCKS_EVENT_REASON_SW_THERMAL;

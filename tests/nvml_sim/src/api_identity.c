@@ -1,6 +1,4 @@
-/* What a GPU is: identity, PCI address, memory size, and the always-idle activity queries. */
-#include <string.h>
-
+/* What a GPU is: identity, PCI address, memory size, and its activity (the simulated load). */
 #include "sim.h"
 
 #define MIB (1024ULL * 1024ULL)
@@ -132,8 +130,9 @@ NVML_API nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
     nvmlReturn_t rc = dev_begin(&c, device, __func__);
     if (rc == NVML_SUCCESS && utilization == NULL)
         rc = NVML_ERROR_INVALID_ARGUMENT;
+    /* A GEMM burn keeps both the SMs and the memory busy for the whole sample period. */
     if (rc == NVML_SUCCESS)
-        memset(utilization, 0, sizeof(*utilization));
+        utilization->gpu = utilization->memory = c.gs->load_pct;
     return rc;
 }
 

@@ -6,9 +6,17 @@ unsigned int power_limit_current(const struct dev_ctx *c)
     return c->gs->power_limit_mw ? c->gs->power_limit_mw : c->model->power_default_mw;
 }
 
+/* Draw rises linearly with the load from idle up to the enforced limit: a GPU under full GEMM
+   load sits at its power cap. Computed on every call, so it follows a later limit change. The
+   nvml-sim tool has the same formula (gpu_power_mw) to sum the draws on the 12 V rail. */
 unsigned int power_usage_current(const struct dev_ctx *c)
 {
-    return c->gs->has_power ? c->gs->power_mw : c->gpu->idle_power_mw;
+    unsigned int idle = c->gpu->idle_power_mw, limit = power_limit_current(c);
+    if (c->gs->has_power)
+        return c->gs->power_mw;
+    if (limit <= idle)
+        return idle;
+    return idle + (unsigned int)((unsigned long long)c->gs->load_pct * (limit - idle) / 100);
 }
 
 NVML_API nvmlReturn_t nvmlDeviceGetPersistenceMode(nvmlDevice_t device, nvmlEnableState_t *mode)

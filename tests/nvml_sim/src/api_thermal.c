@@ -1,9 +1,24 @@
 /* Temperatures, thermal thresholds and fans. */
 #include "sim.h"
 
+/*
+ * Idle temperature plus the model's coefficient times the draw above idle; a heatsink fault
+ * multiplies the coefficient. A draw below idle (an injected reading) does not cool below idle.
+ */
 unsigned int temperature_current(const struct dev_ctx *c)
 {
-    return c->gs->has_temp ? c->gs->temp_c : c->gpu->idle_temp_c;
+    unsigned int power = power_usage_current(c), idle = c->gpu->idle_power_mw;
+    unsigned long long factor_milli = c->gs->heatsink_milli ? c->gs->heatsink_milli : 1000;
+    if (c->gs->has_temp)
+        return c->gs->temp_c;
+    if (power <= idle)
+        return c->gpu->idle_temp_c;
+    /* mW x milli-C/W x milli = 1e-9 C; rounded to the nearest degree */
+    unsigned long long rise =
+        ((unsigned long long)(power - idle) * c->model->thermal_mc_per_w * factor_milli +
+         500000000ULL) /
+        1000000000ULL;
+    return c->gpu->idle_temp_c + (unsigned int)rise;
 }
 
 NVML_API nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device,

@@ -14,6 +14,8 @@
 
 #define DEFAULT_PROFILE_FILE "/etc/nvml-sim/profile"
 #define DEFAULT_PROFILE_DIR "/usr/local/share/nvml-sim/profiles"
+/* 0.1 C/W: a 400 W datacenter GPU that idles at ~50 W and ~35 C runs at ~70 C under full load. */
+#define DEFAULT_THERMAL_MC_PER_W 100
 
 enum section { SEC_TOP, SEC_MODEL, SEC_GPU, SEC_NVSWITCH, SEC_PCI };
 
@@ -198,6 +200,10 @@ static bool k_link(struct parser *ps, char *value)
 static const struct key keys[] = {
     STR_KEY(TOP, "driver_version", driver_version, true),
     NUM_KEY(TOP, "cuda_driver_version", cuda_driver_version, 1, 1, true),
+    NUM_KEY(TOP, "rail_12v_no_load_v", rail_no_load_mv, 1, 1000, false),
+    NUM_KEY(TOP, "rail_12v_ohm", rail_uohm, 1, 1000000, false),
+    NUM_KEY(TOP, "rail_12v_base_w", rail_base_mw, 1, 1000, false),
+    NUM_KEY(TOP, "rail_12v_drop_v", rail_drop_mv, 1, 1000, false),
 
     STR_KEY(MODEL, "name", name, true),
     CUSTOM_KEY(SEC_MODEL, "brand", k_brand, false, false),
@@ -220,6 +226,7 @@ static const struct key keys[] = {
     NUM_KEY(MODEL, "fan_speed", fan_speed, 1, 1, false),
     NUM_KEY(MODEL, "pcie", pcie_max_gen, 2, 1, true),
     NUM_KEY(MODEL, "nvlinks", nvlinks, 1, 1, false),
+    NUM_KEY(MODEL, "thermal_c_per_w", thermal_mc_per_w, 1, 1000, false),
 
     CUSTOM_KEY(SEC_GPU, "model", k_model, true, false),
     {SEC_GPU, "bus_id", K_BUS, offsetof(struct sim_gpu, pci), 0, 1, true, false, NULL},
@@ -291,11 +298,26 @@ static bool set_value(struct parser *ps, const struct key *k, char *value)
     return false;
 }
 
+#define RAIL_PREFIX "rail_12v_"
+
 static bool end_section(struct parser *ps)
 {
-    for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].section == ps->section && keys[i].required && !(ps->seen & (1ULL << i)))
+    unsigned int rail_keys = 0, rail_seen = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].section != ps->section)
+            continue;
+        if (keys[i].required && !(ps->seen & (1ULL << i)))
             return fail(ps, "section before this line lacks '%s'", keys[i].name);
+        if (strncmp(keys[i].name, RAIL_PREFIX, strlen(RAIL_PREFIX)) == 0) {
+            rail_keys++;
+            rail_seen += (ps->seen & (1ULL << i)) != 0;
+        }
+    }
+    /* Half a rail cannot be modelled: all of its keys or none. */
+    if (rail_seen != 0 && rail_seen != rail_keys)
+        return fail(ps, "the " RAIL_PREFIX "* keys come together: all %u or none", rail_keys);
+    if (rail_seen != 0 && ps->p->rail_drop_mv >= ps->p->rail_no_load_mv)
+        return fail(ps, RAIL_PREFIX "drop_v must be below " RAIL_PREFIX "no_load_v");
     return true;
 }
 
@@ -315,6 +337,7 @@ static bool start_section(struct parser *ps, char *header)
             return fail(ps, "model name too long");
         strcpy(m->id, w[1]);
         m->brand = 14; /* NVML_BRAND_NVIDIA, what current datacenter GPUs report */
+        m->thermal_mc_per_w = DEFAULT_THERMAL_MC_PER_W;
         ps->section = SEC_MODEL;
         ps->base = (char *)m;
     } else if (n == 1 && strcmp(w[0], "gpu") == 0) {

@@ -69,6 +69,7 @@ struct sim_model {
     unsigned int fan_speed; /* percent; 0: passively cooled, no fan */
     unsigned int pcie_max_gen, pcie_max_width;
     unsigned int nvlinks;
+    unsigned int thermal_mc_per_w; /* temperature rise per watt above idle draw, milli-C/W */
 };
 
 enum sim_peer_kind { PEER_NONE, PEER_GPU, PEER_SWITCH };
@@ -95,6 +96,9 @@ struct sim_profile {
     char path[PATH_MAX];
     char driver_version[80];
     unsigned int cuda_driver_version;
+    /* The node's 12 V rail (all zero: none). Only the nvml-sim tool models it; the library checks
+       the values so that a typo fails at nvmlInit like any other. */
+    unsigned int rail_no_load_mv, rail_uohm, rail_base_mw, rail_drop_mv;
     unsigned int nmodels, ngpus, nswitches;
     struct sim_model models[SIM_MAX_MODELS];
     struct sim_gpu gpus[SIM_MAX_GPUS]; /* in PCI bus order, like NVML's enumeration */
@@ -136,12 +140,22 @@ struct sim_gpu_state {
     unsigned long long throttle;
     unsigned int temp_c, power_mw, pcie_gen, pcie_width;
     unsigned int pcie_replays;
+    unsigned int heatsink_milli; /* thermal coefficient multiplier x 1000; 0: healthy (1.0) */
+    /* the workload the nvml-sim tool runs on it */
+    unsigned int load_pct;
     unsigned int nfails;
     struct sim_fail fails[SIM_MAX_FAILS];
 };
 
+/* Node-level faults ("node KEY VALUE" lines); only the tool reads them, the library keeps them. */
+struct sim_node_state {
+    bool has_psu_ohm, has_psu_voltage;
+    unsigned int psu_uohm, psu_voltage_mv;
+};
+
 struct sim_state {
     struct sim_gpu_state gpu[SIM_MAX_GPUS];
+    struct sim_node_state node;
 };
 
 /* Reads the state without locking: writers replace the file atomically. */

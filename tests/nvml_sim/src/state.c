@@ -58,11 +58,30 @@ static void parse_fail(struct sim_gpu_state *g, char **arg, unsigned int nargs)
     f->after = (int)after;
 }
 
+/* One "node KEY VALUE" line: the node's power supply. */
+static void parse_node(struct sim_node_state *n, char **tok, unsigned int ntok)
+{
+    unsigned long long v;
+    if (ntok != 3 || !parse_u64(tok[2], &v) || v > UINT_MAX)
+        return;
+    if (strcmp(tok[1], "psu_ohm_uohm") == 0) {
+        n->has_psu_ohm = true;
+        n->psu_uohm = (unsigned int)v;
+    } else if (strcmp(tok[1], "psu_voltage_mv") == 0) {
+        n->has_psu_voltage = true;
+        n->psu_voltage_mv = (unsigned int)v;
+    }
+}
+
 /* One "SLOT KEY ARGS..." line. Lines this version does not understand are skipped. */
 static void parse_entry(struct sim_state *st, char **tok, unsigned int ntok)
 {
     unsigned long long a[4] = {0};
     unsigned int slot, nargs = ntok - 2;
+    if (ntok >= 2 && strcmp(tok[0], "node") == 0) {
+        parse_node(&st->node, tok, ntok);
+        return;
+    }
     if (ntok < 2 || !parse_uint(tok[0], &slot) || slot >= SIM_MAX_GPUS)
         return;
     struct sim_gpu_state *g = &st->gpu[slot];
@@ -124,6 +143,10 @@ static void parse_entry(struct sim_state *st, char **tok, unsigned int ntok)
         g->pcie_width = (unsigned int)a[1];
     } else if (IS("pcie_replays", 1)) {
         g->pcie_replays = (unsigned int)a[0];
+    } else if (IS("heatsink_milli", 1)) {
+        g->heatsink_milli = (unsigned int)a[0];
+    } else if (IS("load", 1) && a[0] <= 100) {
+        g->load_pct = (unsigned int)a[0];
     }
 #undef IS
 }
@@ -236,6 +259,10 @@ static void write_gpu(FILE *f, unsigned int s, const struct sim_gpu_state *g)
         fprintf(f, "%u pcie_link %u %u\n", s, g->pcie_gen, g->pcie_width);
     if (g->pcie_replays)
         fprintf(f, "%u pcie_replays %u\n", s, g->pcie_replays);
+    if (g->heatsink_milli)
+        fprintf(f, "%u heatsink_milli %u\n", s, g->heatsink_milli);
+    if (g->load_pct)
+        fprintf(f, "%u load %u\n", s, g->load_pct);
     for (unsigned int i = 0; i < g->nfails; i++)
         fprintf(f, "%u fail %s %d %d %d\n", s, g->fails[i].func, (int)g->fails[i].error,
                 g->fails[i].times, g->fails[i].after);
@@ -259,6 +286,10 @@ nvmlReturn_t state_commit(int lock_fd, const struct sim_state *st)
         fputs("# nvml-sim runtime state: SLOT KEY VALUES... (see README.md)\n", f);
         for (unsigned int s = 0; s < SIM_MAX_GPUS; s++)
             write_gpu(f, s, &st->gpu[s]);
+        if (st->node.has_psu_ohm)
+            fprintf(f, "node psu_ohm_uohm %u\n", st->node.psu_uohm);
+        if (st->node.has_psu_voltage)
+            fprintf(f, "node psu_voltage_mv %u\n", st->node.psu_voltage_mv);
         ok = fclose(f) == 0 && rename(tmp, path) == 0;
     } else if (fd >= 0) {
         close(fd);

@@ -106,7 +106,7 @@ bool parse_uint(const char *text, unsigned int *out)
     return true;
 }
 
-/* A non-negative decimal such as "41.5", returned multiplied by `scale` (10, 100 or 1000);
+/* A non-negative decimal such as "41.5", returned multiplied by `scale` (a power of ten);
    more fractional digits than the scale can hold are an error, not silently dropped. */
 bool parse_milli(const char *text, unsigned int scale, unsigned int *out)
 {

@@ -48,8 +48,10 @@ class HealthConfig:
 
     def __init__(self, path, data):
         self.path = path
-        self.expectations = normalise(data["expectations"])
-        self.raw_expectations = data["expectations"]
+        # The options as written: health.evaluate normalises them itself; checked here so that a
+        # wrong one is refused before any GPU is read.
+        normalise(data["expectations"])
+        self.expectations = data["expectations"]
         self.fail_on = data.get("fail_on", "critical")
         self.settings_file = data.get("settings_file", DEFAULT_SETTINGS_FILE)
         self.bmc = _bmc(data.get("bmc"))

@@ -155,7 +155,7 @@ def run(config, clock=time.time):
         report = health.verdict(facts, findings.items, [])
     else:
         remember_lost(facts, previous_status(config.status_file))
-        report = health.evaluate(facts, config.raw_expectations)
+        report = health.evaluate(facts, config.expectations)
         findings.items.extend(report["findings"])
         settings = _settings(config.settings_file, facts, findings)
         bmc_status = _bmc(config.bmc, findings)

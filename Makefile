@@ -57,6 +57,10 @@ sim: ## Build the NVML simulator and the simulated hardware of every profile
 sandbox-up: venv image sim ## Start the sandbox nodes of inventory/sandbox
 	ansible-playbook sandbox/nodes.yml -e sandbox_state=started
 
+.PHONY: sandbox-prepare
+sandbox-prepare: venv ## What all sandbox nodes share: SSH key, BMC password, network, caches
+	ansible-playbook sandbox/nodes.yml -e sandbox_state=prepared
+
 .PHONY: sandbox-down
 sandbox-down: venv ## Remove the sandbox nodes
 	ansible-playbook sandbox/nodes.yml -e sandbox_state=absent
@@ -110,13 +114,19 @@ unit: venv sim ## Python tests: simulator, module_utils, modules (no containers)
 molecule: venv image sim ## Every molecule scenario, with idempotence
 	for scenario in $(SCENARIOS); do molecule test -s $$scenario || exit 1; done
 
-# Stages in order, each one's time at the end (also when one fails). Plain `make`, not $(MAKE):
-# `make -n test` only prints this line instead of running the stages.
+# Stages in order, each one's time at the end (also when one fails). The scenarios run side by
+# side, TEST_JOBS at once, longest first (SCENARIO_ORDER, from the times in the README; a scenario
+# not listed runs last). Plain `make`, not $(MAKE): `make -n test` only prints this line instead
+# of running the stages.
+TEST_JOBS ?= 2
+SCENARIO_ORDER := site health nvidia_driver stacks gpu_tuning gpu_control base
 .PHONY: test
 test: ## Everything CI runs, with each stage's time at the end
-	tests/timed-stages.sh "setup=make --no-print-directory venv image sim" \
+	$(PYTHON) tests/timed_stages.py --jobs $(TEST_JOBS) \
+	  "setup=make --no-print-directory venv image sim sandbox-prepare" \
 	  "lint=make --no-print-directory lint" "unit=make --no-print-directory unit" \
-	  $(foreach scenario,$(SCENARIOS),"molecule $(scenario)=molecule test -s $(scenario)")
+	  $(foreach scenario,$(filter $(SCENARIOS),$(SCENARIO_ORDER)) $(filter-out $(SCENARIO_ORDER),$(SCENARIOS)),\
+	    "+molecule $(scenario)=molecule test -s $(scenario)")
 
 .PHONY: bench
 bench: bench-facts bench-site ## Benchmarks: facts in one call vs per GPU, then site.yml on sandbox nodes

@@ -1,70 +1,30 @@
 # Copyright: the gpu-node project contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Filter apt_missing: which apt package specs dpkg's listing does not satisfy yet.
-
-Lets a role skip its apt call when everything is installed (an apt call costs a module run and
-loading apt's cache; a dpkg-query listing is one command). dpkg_listing_argv gives the command,
-whose lines read "ii  name 1.2-3": the first letter is the selection (h: held), the second the
-state (i: installed).
-"""
+"""Filters over dpkg's listing (module_utils/nvidia_gpu/dpkg_listing.py): apt_missing (the specs
+it does not satisfy), dpkg_held (held names) and dpkg_listing_argv (the command that lists)."""
 
 from __future__ import annotations
 
-import re
+from pathlib import Path
 
+import ansible.module_utils
 from ansible.errors import AnsibleFilterError
 
-SHOWFORMAT = "${db:Status-Abbrev} ${Package} ${Version}\n"
-LISTING_LINE = re.compile(r"^(?P<want>[a-z])(?P<state>[a-zA-Z]). (?P<name>\S+) ?(?P<version>\S*)$")
+_MODULE_UTILS = str(Path(__file__).resolve().parents[1] / "module_utils")
+if _MODULE_UTILS not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(_MODULE_UTILS)
 
+from ansible.module_utils.nvidia_gpu import dpkg_listing  # noqa: E402
 
-def dpkg_listing_argv(names=()):
-    """dpkg-query's command for the listing the filters read: every package, or those named."""
-    return ["dpkg-query", "--show", "--showformat=" + SHOWFORMAT, *names]
-
-
-def listing_entries(listing):
-    """The parsed lines (want, state, name, version) of a listing, as lines or as one text."""
-    lines = listing.splitlines() if isinstance(listing, str) else listing
-    for match in map(LISTING_LINE.match, (line.rstrip("\n") for line in lines)):
-        if match:
-            yield (
-                match.group("want"),
-                match.group("state"),
-                match.group("name").split(":")[0],
-                match.group("version"),
-            )
-
-
-def installed_versions(listing):
-    """{package name: version} of the installed packages of a dpkg-query listing."""
-    return {name: version for _, state, name, version in listing_entries(listing) if state == "i"}
-
-
-def spec_satisfied(spec, versions):
-    """Whether apt would find nothing to do for "name", "name=version" or "name=version*"."""
-    name, _, wanted = spec.partition("=")
-    name = name.split(":")[0]
-    if name not in versions:
-        return False
-    if not wanted:
-        return True
-    if wanted.endswith("*"):
-        return versions[name].startswith(wanted[:-1])
-    return versions[name] == wanted
+dpkg_listing_argv = dpkg_listing.listing_argv
+dpkg_held = dpkg_listing.held_names
 
 
 def apt_missing(specs, listing):
     """The specs, in their order, that the listing does not satisfy."""
     if not isinstance(specs, (list, tuple)) or not all(isinstance(s, str) for s in specs):
         raise AnsibleFilterError("apt_missing: expected a list of package specs, got %r" % (specs,))
-    versions = installed_versions(listing)
-    return [spec for spec in specs if not spec_satisfied(spec, versions)]
-
-
-def dpkg_held(listing):
-    """Names of the packages the listing shows held (selection h)."""
-    return [name for want, _, name, _ in listing_entries(listing) if want == "h"]
+    return dpkg_listing.missing_specs(specs, listing)
 
 
 class FilterModule:

@@ -12,6 +12,7 @@ export ANSIBLE_FORCE_COLOR ?= 1
 SIM_DIR := $(BUILD)/nvml-sim
 HARDWARE_DIR := $(BUILD)/hardware
 SIM_PROFILES := $(notdir $(basename $(wildcard tests/nvml_sim/profiles/*.conf)))
+IB_SIM_PROFILES := $(notdir $(basename $(wildcard tests/ib_sim/profiles/*.conf)))
 SANDBOX_STATE_DIR ?= /var/lib/gpu-node-sandbox
 export SANDBOX_STATE_DIR
 # Every molecule scenario, run in this order by `make molecule` (molecule/default is a stub).
@@ -52,6 +53,10 @@ sim: ## Build the NVML simulator and the simulated hardware of every profile
 	  NVML_SIM_STATE_DIR=$$empty_state tests/nvml_sim/nvml-sim sysfs $(HARDWARE_DIR)/$$profile/pci \
 	  || exit 1; \
 	done; rm -rf $$empty_state
+	@# Which InfiniBand profile a node has (mounted at /etc/ib-sim where it has one).
+	for profile in $(IB_SIM_PROFILES); do \
+	  mkdir -p $(HARDWARE_DIR)/ib/$$profile && echo $$profile > $(HARDWARE_DIR)/ib/$$profile/profile; \
+	done
 
 .PHONY: sandbox-up
 sandbox-up: venv image sim ## Start the sandbox nodes of inventory/sandbox

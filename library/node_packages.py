@@ -18,6 +18,8 @@ description:
     tasks installed during the run; they take them as missing, and apt then has nothing to do.
   - Carried out on the controller by the action plugin of the same name, which runs
     C(dpkg-query) through M(ansible.builtin.command) and installs through M(ansible.builtin.apt).
+    The project's C(ansible.cfg) puts C(action_plugins/) on Ansible's path; a configuration
+    without it runs this file alone, which returns nothing.
     Specs are checked before anything runs; a bad one fails naming it and what is allowed.
 version_added: "1.0.0"
 author: gpu-node project contributors (@gpu-node)

@@ -191,6 +191,19 @@ def run_module(workdir, name, args=None, check_mode=False, diff=False, env=None,
         ) from None
 
 
+IB_SIM = PROJECT / "tests" / "ib_sim"
+
+
+def ib_sim(*args):
+    """Run the InfiniBand simulator (tests/ib_sim/ib-sim) with its profiles; raise on error."""
+    subprocess.run(
+        [sys.executable, str(IB_SIM / "ib-sim"), *map(str, args)],
+        env={"IB_SIM_PROFILE_DIR": str(IB_SIM / "profiles"), "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+    )
+
+
 @pytest.fixture
 def make_machine(sim_lib_dir):
     """Factory for machines in a given directory (tests that need a world-readable one)."""

@@ -9,7 +9,7 @@ import sys
 import pytest
 from boot_tool import run as gpu_tuning
 from boot_tool import write_config
-from conftest import MODULE_UTILS
+from conftest import MODULE_UTILS, ib_sim
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -196,7 +196,9 @@ def test_bad_config_named_and_nothing_written(node):
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    key=st.sampled_from(["format", "fail_on", "status_file", "textfile", "bmc", "expectations"]),
+    key=st.sampled_from(
+        ["format", "fail_on", "status_file", "textfile", "bmc", "expectations", "infiniband"]
+    ),
     value=st.one_of(
         st.none(),
         st.booleans(),
@@ -231,3 +233,47 @@ def test_every_series_written_is_declared_once(node):
             assert line.split("{")[0].split(" ")[0] in METRICS, line
     assert typed == {name: METRICS[name][0] for name in typed}
     assert "gpu_ecc_errors_total" in typed and "gpu_xid_events_total" in typed
+
+
+IB_PORT = {"hca": "mlx5_0", "port": 1, "rate_gbps": 100, "width": "4X"}
+
+
+def test_infiniband_port_down_is_critical_and_named(node):
+    root = node.root / "ib"
+    ib_sim("sysfs", root, "--profile", "t180-g20", "--node-index", 1)
+    infiniband = {"sysfs_root": str(root), "expected_ports": [IB_PORT]}
+    proc, status, _ = check(node, infiniband=infiniband)
+    assert proc.returncode == 0, proc.stderr
+    assert not [f for f in status["findings"] if f["check"] == "infiniband"]
+    (port,) = status["infiniband"]["ports"]
+    assert (port["hca"], port["port"], port["state"], port["rate_gbps"]) == (
+        "mlx5_0",
+        1,
+        "ACTIVE",
+        100,
+    )
+    ib_sim("fault", root, "mlx5_0", 1, "polling")
+    proc, status, samples = check(node, infiniband=infiniband)
+    assert proc.returncode == 1 and status["status"] == "critical"
+    (finding,) = [f for f in status["findings"] if f["check"] == "infiniband"]
+    assert finding["severity"] == "critical"
+    assert finding["message"].startswith("mlx5_0 port 1: state DOWN / phys_state Polling")
+    assert "mlx5_0 port 1" in proc.stderr  # the journal line names the port
+    assert samples[("gpu_node_health_findings", (("severity", "critical"),))] == 1
+
+
+@pytest.mark.parametrize(
+    ("infiniband", "message"),
+    [
+        ({"expected_ports": [{"hca": "mlx5_0"}]}, "infiniband.expected_ports[0]"),
+        ({"expected_ports": [dict(IB_PORT, width="wide")]}, "infiniband.expected_ports[0]"),
+        ({"sysfs_root": "relative"}, 'infiniband.sysfs_root "relative"'),
+        ({"ports": []}, "infiniband {"),
+        ("mlx5_0", 'infiniband "mlx5_0"'),
+    ],
+)
+def test_bad_infiniband_settings_are_named(node, infiniband, message):
+    proc = health(node, "check", "--config", node.config(infiniband=infiniband))
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert not (node.root / "status" / "status.json").exists()

@@ -27,6 +27,17 @@ def test_molecule_connects_as_ansible_cfg_says():
     assert MOLECULE["driver"] == {"name": "default", "options": {"managed": True}}
 
 
+def test_molecule_finds_every_plugin_path_of_ansible_cfg():
+    # Molecule writes its own ansible.cfg: without a path there, a role's module or action plugin
+    # is missing in the scenarios only (an action's documentation module would run alone).
+    config = configparser.ConfigParser()
+    config.read(PROJECT / "ansible.cfg")
+    env = MOLECULE["provisioner"]["env"]
+    for key, value in config["defaults"].items():
+        if key == "roles_path" or key.endswith(("_plugins", "library", "module_utils")):
+            assert env["ANSIBLE_" + key.upper()] == "${MOLECULE_PROJECT_DIRECTORY}/" + value, key
+
+
 def test_inventory_and_node_creator_name_the_same_key_and_connection():
     # The creator's path is under the project; the inventory's is two levels above its own dir.
     key_in_project = SANDBOX_VARS["sandbox_ssh_key_file"].replace(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from . import bmc
+from . import bmc, ib_ports
 from .boot_cli import DEFAULT_CONFIG as DEFAULT_SETTINGS_FILE
 from .boot_config import one_line
 from .health import FAIL_ON
@@ -36,6 +36,11 @@ KEYS = {
     "status_file": (False, "an absolute path"),
     "textfile": (False, "an absolute path ending in .prom, or null"),
     "sysfs_root": (False, "an absolute path"),
+    # Absent or null: the InfiniBand ports are not checked.
+    "infiniband": (
+        False,
+        "null or a mapping with keys %s" % ", ".join(("sysfs_root", "expected_ports")),
+    ),
 }
 
 
@@ -58,6 +63,7 @@ class HealthConfig:
         self.status_file = data.get("status_file", DEFAULT_STATUS_FILE)
         self.textfile = data.get("textfile")
         self.sysfs_root = data.get("sysfs_root", SYSFS_PCI_DEVICES)
+        self.infiniband = _infiniband(data.get("infiniband"))
 
 
 def _absolute(key, value, suffix=None, optional=False):
@@ -74,6 +80,36 @@ def _absolute(key, value, suffix=None, optional=False):
 def _bmc(value):
     """None, or the BMC settings as bmc.check_settings checks them."""
     return None if value is None else bmc.check_settings(value)
+
+
+def _infiniband(value):
+    """None, or {sysfs_root, expected_ports}: where sysfs is (the root above sys/class/infiniband)
+    and the ports the node must have (ib_ports.expected_port each; null: every port found)."""
+    if value is None:
+        return None
+    allowed = KEYS["infiniband"][1]
+    if not isinstance(value, dict) or set(value) - {"sysfs_root", "expected_ports"}:
+        raise GpuError("infiniband %s is not valid; allowed: %s" % (shown(value), allowed))
+    root = value.get("sysfs_root", "/")
+    if not isinstance(root, str) or not os.path.isabs(root):
+        raise GpuError(
+            "infiniband.sysfs_root %s is not valid; allowed: an absolute path" % shown(root)
+        )
+    expected = value.get("expected_ports")
+    if expected is None:
+        return {"sysfs_root": root, "expected_ports": None}
+    if not isinstance(expected, list):
+        raise GpuError(
+            "infiniband.expected_ports %s is not valid; allowed: a list of {hca, port, rate_gbps, "
+            "width, link_layer, fw_ver, pci_address} or null" % shown(expected)
+        )
+    ports = []
+    for number, entry in enumerate(expected):
+        try:
+            ports.append(ib_ports.expected_port(entry))
+        except ValueError as error:
+            raise GpuError("infiniband.expected_ports[%d]: %s" % (number, error)) from None
+    return {"sysfs_root": root, "expected_ports": ports}
 
 
 def check(data):

@@ -1,8 +1,8 @@
 """One health run of a node, as the gpu-health timer does it between plays: the GPUs' facts and
 health findings (health.py, as the nvidia_gpu_health module), whether the settings the
-gpu_tuning role declared still hold (its boot config, planned in check mode), and the BMC's
-sensors (bmc.py). The result is one status document: what the JSON status file holds and what
-metrics.py turns into Prometheus metrics.
+gpu_tuning role declared still hold (its boot config, planned in check mode), the BMC's
+sensors (bmc.py) and the InfiniBand ports (ib_ports.py). The result is one status document:
+what the JSON status file holds and what metrics.py turns into Prometheus metrics.
 
 Standard library and the nvidia_gpu package only, Python 3.8+.
 """
@@ -14,7 +14,7 @@ import os
 import socket
 import time
 
-from . import bmc, boot_apply, health
+from . import bmc, boot_apply, health, ib_ports
 from .boot_cli import describe
 from .boot_config import ConfigError
 from .boot_config import load as load_settings
@@ -94,6 +94,18 @@ def _bmc(config, findings):
     return {"read": True, "sensors": sensors}
 
 
+def _infiniband(settings, findings):
+    """{ports: [...]} of the InfiniBand HCAs, each port checked (ib_ports), or None."""
+    if settings is None:
+        return None
+    ports = ib_ports.read_ports(settings["sysfs_root"])
+    pci_addresses = ib_ports.read_pci_addresses(settings["sysfs_root"])
+    for found in ib_ports.check_ports(ports, settings["expected_ports"], pci_addresses):
+        findings.add(found["severity"], "infiniband", found["message"] + ".", value=found["check"])
+    keys = ("hca", "port", "state", "phys_state", "rate_gbps", "width", "link_layer", "lid")
+    return {"ports": [{key: port.get(key) for key in keys} for port in ports]}
+
+
 def xid_counts(facts, events):
     """[{gpu, uuid, pci_bus_id, xid, count}] for the Xid lines of this boot, per GPU and code."""
     by_bus = {str(g.get("pci_bus_id", ""))[:10]: g for g in facts["gpus"] if g.get("pci_bus_id")}
@@ -159,9 +171,11 @@ def run(config, clock=time.time):
         findings.items.extend(report["findings"])
         settings = _settings(config.settings_file, facts, findings)
         bmc_status = _bmc(config.bmc, findings)
+        infiniband = _infiniband(config.infiniband, findings)
         report = health.verdict(facts, findings.items, report["xid_events"])
         report["settings"] = settings
         report["bmc"] = bmc_status
+        report["infiniband"] = infiniband
     blocking = health.blocking(report["findings"], config.fail_on)
     report.update(
         format=STATUS_FORMAT,
@@ -176,6 +190,7 @@ def run(config, clock=time.time):
     )
     report.setdefault("settings", None)
     report.setdefault("bmc", None)
+    report.setdefault("infiniband", None)
     return report
 
 

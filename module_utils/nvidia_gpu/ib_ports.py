@@ -156,6 +156,33 @@ def read_ports(sysfs_root="/"):
     return ports
 
 
+MELLANOX_VENDOR = "0x15b3"
+# PCI classes (class register >> 8) a ConnectX card presents: InfiniBand, or Ethernet (RoCE).
+HCA_CLASSES = {0x0207: "infiniband", 0x0200: "ethernet"}
+
+
+def read_hcas_on_pci(sysfs_root="/"):
+    """Mellanox HCAs on PCI, driver or not: [{pci_address, device_id, link}] in bus order."""
+    top = os.path.join(sysfs_root, PCI_DIR)
+    hcas = []
+    for name in sorted(_listdir(top)):
+        device = os.path.join(top, name)
+        if (_read(os.path.join(device, "vendor")) or "").lower() != MELLANOX_VENDOR:
+            continue
+        pci_class = _int(_read(os.path.join(device, "class")), 16)
+        if pci_class is None or (pci_class >> 8) not in HCA_CLASSES:
+            continue
+        device_id = (_read(os.path.join(device, "device")) or "").lower().replace("0x", "")
+        hcas.append(
+            {
+                "pci_address": name.lower(),
+                "device_id": device_id,
+                "link": HCA_CLASSES[pci_class >> 8],
+            }
+        )
+    return hcas
+
+
 def read_pci_addresses(sysfs_root="/"):
     """The PCI addresses present, lower case: tells an absent card from an unloaded driver."""
     return {name.lower() for name in _listdir(os.path.join(sysfs_root, PCI_DIR))}
@@ -166,8 +193,8 @@ def _finding(severity, check, hca, port, message):
     return {"severity": severity, "check": check, "hca": hca, "port": port, "message": text}
 
 
-def _expected(entry):
-    """One expected port, normalised; a broken entry is a configuration error."""
+def expected_port(entry):
+    """One expected port, normalised; a broken entry is a configuration error (ValueError)."""
     try:
         want = dict(entry, hca=str(entry["hca"]), port=int(entry["port"]))
     except (KeyError, TypeError, ValueError):
@@ -280,7 +307,7 @@ def check_ports(ports, expected=None, pci_addresses=None):
     if expected is None:
         wanted = [{"hca": p["hca"], "port": p["port"]} for p in ports]
     else:
-        wanted = [_expected(entry) for entry in expected]
+        wanted = [expected_port(entry) for entry in expected]
     findings = []
     for want in wanted:
         port = by_key.get((want["hca"], want["port"]))

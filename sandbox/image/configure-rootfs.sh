@@ -71,6 +71,32 @@ WantedBy=multi-user.target
 UNIT
 systemctl enable bmc-sim.service >/dev/null 2>&1
 
+# The simulated InfiniBand HCAs (tests/ib_sim, mounted at /opt/ib-sim by the node's creator) of a
+# node made with an IB profile (its name in /etc/ib-sim/profile, also mounted): /run/ib-sim holds
+# sys/class/infiniband and the HCAs' PCI devices as the kernel shows them, LIDs and GUIDs of this
+# node. (A container cannot add a class to its /sys: the roles read the tree where it is.)
+mkdir -p /opt/ib-sim /usr/local/share/ib-sim
+ln -sf /opt/ib-sim/ib-sim /usr/local/bin/ib-sim
+ln -sfn /opt/ib-sim/profiles /usr/local/share/ib-sim/profiles
+cat >/etc/systemd/system/ib-sim.service <<UNIT
+[Unit]
+Description=Simulated InfiniBand HCAs (ib-sim)
+DefaultDependencies=no
+ConditionPathExists=/opt/ib-sim/ib-sim
+ConditionPathExists=/etc/ib-sim/profile
+After=local-fs.target
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/python3 /opt/ib-sim/ib-sim sysfs /run/ib-sim
+RemainAfterExit=yes
+
+[Install]
+WantedBy=sysinit.target
+UNIT
+systemctl enable ib-sim.service >/dev/null 2>&1
+
 # Units that only make sense on real hardware or consoles fail or hang in a container (openipmi's
 # loads the kernel's IPMI drivers).
 systemctl mask getty.target console-getty.service systemd-remount-fs.service \

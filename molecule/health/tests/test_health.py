@@ -63,7 +63,9 @@ def clean(host):
     driver state), the GPU settings applied again as the boot unit does."""
 
     def reset():
-        host.check_output("nvml-sim reset && systemctl restart gpu-tuning.service")
+        host.check_output(
+            "nvml-sim reset && ib-sim clear /run/ib-sim && systemctl restart gpu-tuning.service"
+        )
         return time.time()
 
     yield reset()
@@ -82,6 +84,15 @@ def test_status_and_metrics_equal_nvml(host, clean):
     current = next_status(host, clean)
     assert current["status"] == "ok", current["findings"]
     assert current["settings"]["hold"] is True
+    # Its one InfiniBand port (the simulated ConnectX HCA) is up at the expected 4X EDR.
+    (port,) = current["infiniband"]["ports"]
+    assert (port["hca"], port["port"], port["state"], port["phys_state"]) == (
+        "mlx5_0",
+        1,
+        "ACTIVE",
+        "LinkUp",
+    )
+    assert (port["rate_gbps"], port["width"]) == (100, "4X")
     samples = scrape(host)
     assert samples[("gpu_node_health_status", ())] == 0
     assert samples[("gpu_node_settings_hold", ())] == 1
@@ -147,3 +158,22 @@ def test_a_sagging_12v_rail_is_a_finding_naming_the_rail(host, clean):
     assert samples[("bmc_sensor_volts", (("sensor", "P_12V"),))] == pytest.approx(11.3, abs=0.03)
     assert samples[("bmc_sensor_status", (("sensor", "P_12V"),))] == 2
     assert samples[("bmc_up", ())] == 1
+
+
+def test_an_infiniband_port_down_is_critical_and_named(host, clean):
+    host.check_output("ib-sim fault /run/ib-sim mlx5_0 1 polling")
+    current = next_status(host, time.time())
+    assert current["status"] == "critical"
+    (finding,) = [f for f in current["findings"] if f["check"] == "infiniband"]
+    assert finding["message"].startswith("mlx5_0 port 1: state DOWN / phys_state Polling")
+    assert "cable or switch port" in finding["message"]
+    journal = host.check_output("journalctl -u gpu-health -p crit --no-pager -n 20")
+    assert "mlx5_0 port 1" in journal
+
+
+def test_a_degraded_infiniband_link_is_critical_and_named(host, clean):
+    host.check_output("ib-sim fault /run/ib-sim mlx5_0 1 width 1X")
+    current = next_status(host, time.time())
+    (finding,) = [f for f in current["findings"] if f["check"] == "infiniband"]
+    assert finding["severity"] == "critical"
+    assert finding["message"].startswith("mlx5_0 port 1: width 1X, expected 4X")

@@ -113,11 +113,10 @@ def main():
     )
     expected = module.params["expected_ports"]
     if expected is not None:
-        for number, entry in enumerate(expected):
-            try:
-                ib_ports.expected_port(entry)
-            except ValueError as error:
-                module.fail_json(msg="expected_ports[%d]: %s" % (number, error))
+        try:
+            expected = ib_ports.expected_ports(expected)
+        except ValueError as error:
+            module.fail_json(msg=str(error))
     root = module.params["sysfs_root"]
     ports = ib_ports.read_ports(root)
     findings = ib_ports.check_ports(ports, expected, ib_ports.read_pci_addresses(root))

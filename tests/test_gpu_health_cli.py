@@ -266,6 +266,7 @@ def test_infiniband_port_down_is_critical_and_named(node):
     ("infiniband", "message"),
     [
         ({"expected_ports": [{"hca": "mlx5_0"}]}, "infiniband.expected_ports[0]"),
+        ({"expected_ports": "mlx5_0:1"}, "infiniband.expected_ports must be a list"),
         ({"expected_ports": [dict(IB_PORT, width="wide")]}, "infiniband.expected_ports[0]"),
         ({"sysfs_root": "relative"}, 'infiniband.sysfs_root "relative"'),
         ({"ports": []}, "infiniband {"),

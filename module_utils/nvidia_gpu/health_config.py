@@ -98,18 +98,10 @@ def _infiniband(value):
     expected = value.get("expected_ports")
     if expected is None:
         return {"sysfs_root": root, "expected_ports": None}
-    if not isinstance(expected, list):
-        raise GpuError(
-            "infiniband.expected_ports %s is not valid; allowed: a list of {hca, port, rate_gbps, "
-            "width, link_layer, fw_ver, pci_address} or null" % shown(expected)
-        )
-    ports = []
-    for number, entry in enumerate(expected):
-        try:
-            ports.append(ib_ports.expected_port(entry))
-        except ValueError as error:
-            raise GpuError("infiniband.expected_ports[%d]: %s" % (number, error)) from None
-    return {"sysfs_root": root, "expected_ports": ports}
+    try:
+        return {"sysfs_root": root, "expected_ports": ib_ports.expected_ports(expected)}
+    except ValueError as error:
+        raise GpuError("infiniband.%s" % error) from None
 
 
 def check(data):

@@ -209,6 +209,23 @@ def expected_port(entry):
     return want
 
 
+def expected_ports(entries):
+    """Every expected port normalised (expected_port); ValueError names the first broken entry
+    by its place, "expected_ports[N]: ..."."""
+    if not isinstance(entries, list):
+        raise ValueError(
+            "expected_ports must be a list of {hca, port, rate_gbps, width, link_layer, fw_ver, "
+            "pci_address}, got %r" % (entries,)
+        )
+    ports = []
+    for number, entry in enumerate(entries):
+        try:
+            ports.append(expected_port(entry))
+        except ValueError as error:
+            raise ValueError("expected_ports[%d]: %s" % (number, error)) from None
+    return ports
+
+
 def _absent(want, ports, pci_addresses):
     hca, address = want["hca"], want.get("pci_address")
     present = sorted(p["port"] for p in ports if p["hca"] == hca)

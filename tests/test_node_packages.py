@@ -6,15 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from test_ansible_integration import PROJECT, ansible_playbook
 
-PROJECT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(PROJECT / "action_plugins"))
-import node_packages as action  # noqa: E402
+import node_packages as action
 
 sys.path.pop(0)
 
@@ -39,21 +38,8 @@ def run_tasks(tmp_path, tasks, *flags):
     playbook = tmp_path / "play.yml"
     play = [{"name": "node_packages", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
     playbook.write_text(yaml.safe_dump(play))
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_LOCALHOST_WARNING="false",
-        PATH=str(BIN) + os.pathsep + os.environ["PATH"],
-    )
-    proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook), *flags],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    # Nothing here reads a GPU: the runner's machine is this one's environment.
+    proc = ansible_playbook(SimpleNamespace(env=os.environ), playbook, "-c", "local", *flags)
     report = json.loads(proc.stdout)
     return proc.returncode, [task["hosts"]["localhost"] for task in report["plays"][0]["tasks"]]
 

@@ -45,13 +45,15 @@ sim: ## Build the NVML simulator and the simulated hardware of every profile
 	cp -r tests/nvml_sim/profiles $(SIM_DIR)/profiles
 	install -m 0755 tests/nvml_sim/nvml-sim $(SIM_DIR)/bin/nvml-sim
 	@# The PCI tree as sysfs shows it on a freshly booted node of each profile (no faults),
-	@# updated in place: running sandbox nodes have these directories bind-mounted.
+	@# updated in place: running sandbox nodes have these directories bind-mounted. gpu-count:
+	@# how many /dev/nvidiaN device files a node of the profile gets.
 	empty_state=$$(mktemp -d) && for profile in $(SIM_PROFILES); do \
 	  mkdir -p $(HARDWARE_DIR)/$$profile/etc && \
 	  echo $$profile > $(HARDWARE_DIR)/$$profile/etc/profile && \
 	  NVML_SIM_PROFILE_DIR=tests/nvml_sim/profiles NVML_SIM_PROFILE=$$profile \
 	  NVML_SIM_STATE_DIR=$$empty_state tests/nvml_sim/nvml-sim sysfs $(HARDWARE_DIR)/$$profile/pci \
 	  || exit 1; \
+	  cat $(HARDWARE_DIR)/$$profile/pci/*/class | grep -c '^0x03' > $(HARDWARE_DIR)/$$profile/gpu-count; \
 	done; rm -rf $$empty_state
 	@# Which InfiniBand profile a node has (mounted at /etc/ib-sim where it has one).
 	for profile in $(IB_SIM_PROFILES); do \
@@ -93,6 +95,21 @@ endif
 	  -e gpu_health_burn_in_high_s=5 -e gpu_health_burn_in_low_s=5 -e gpu_health_burn_in_sustained_s=10 \
 	  || { podman exec $(DEMO_NODE) sh -c 'nvml-sim reset && systemctl restart gpu-tuning'; exit 1; }
 
+# The cluster of inventory/sandbox-cluster: a Slurm controller and two GPU nodes (simulated
+# T180-G20s, one simulated ConnectX port each).
+CLUSTER_INVENTORY := inventory/sandbox-cluster
+.PHONY: demo-cluster
+demo-cluster: venv image sim ## A 3-node Slurm cluster of sandbox nodes: site.yml, sinfo, a 2-node DDP job
+	ansible-playbook -i $(CLUSTER_INVENTORY) sandbox/nodes.yml -e sandbox_state=started
+	ansible-playbook -i $(CLUSTER_INVENTORY) site.yml
+	podman exec sandbox-ctl sinfo --Node --format '%N %T %G %f'
+	podman exec sandbox-dl1 sh -c 'cd /tmp && sbatch --wait --nodes=2 --export=ALL,GPU_NODE_PROCS=2 \
+	  /opt/gpu-node/training/gpu-ddp.sbatch --output /tmp/gpu-ddp.json && cat /tmp/gpu-ddp.json'
+
+.PHONY: cluster-down
+cluster-down: venv ## Remove the nodes of the sandbox cluster
+	ansible-playbook -i $(CLUSTER_INVENTORY) sandbox/nodes.yml -e sandbox_state=absent
+
 .PHONY: sandbox-reboot
 sandbox-reboot: ## Reboot the sandbox node: faults go, gpu-tuning.service re-applies the settings
 	podman restart $(DEMO_NODE) >/dev/null
@@ -124,10 +141,10 @@ molecule: venv image sim ## Every molecule scenario, with idempotence
 # not listed runs last). Plain `make`, not $(MAKE): `make -n test` only prints this line instead
 # of running the stages.
 TEST_JOBS ?= 2
-SCENARIO_ORDER := site health nvidia_driver stacks gpu_tuning gpu_control base
+SCENARIO_ORDER := cluster site health nvidia_driver stacks gpu_tuning gpu_control base
 .PHONY: test
 test: ## Everything CI runs, with each stage's time at the end
-	$(PYTHON) tests/timed_stages.py --jobs $(TEST_JOBS) \
+	$(PYTHON) tests/timed_stages.py --jobs $(TEST_JOBS) --path-first $(CURDIR)/$(VENV)/bin \
 	  "setup=make --no-print-directory venv image sim sandbox-prepare" \
 	  "lint=make --no-print-directory lint" "unit=make --no-print-directory unit" \
 	  $(foreach scenario,$(filter $(SCENARIOS),$(SCENARIO_ORDER)) $(filter-out $(SCENARIO_ORDER),$(SCENARIOS)),\

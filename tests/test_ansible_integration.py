@@ -156,9 +156,11 @@ FACT_READS = re.compile(r"""ansible_facts(?:\[['"](\w+)['"]\]|\.(\w+)\b(?!\())|\
 NOT_FACTS = {
     "check_mode",
     "facts",
+    "host",  # ansible_host: the inventory's address of a host
     "job_id",
     "managed",
     "parent_role_names",
+    "play_hosts",  # ansible_play_hosts(_all): the hosts of the play
     "python_interpreter",
     "version",
 }
@@ -311,25 +313,36 @@ GPU_TUNING_PLAY = """
 VALUES = "Check the description of the power supply and the other loads"
 
 
-def run_gpu_tuning_preflight(tmp_path, variables):
-    """The gpu_tuning role's argument validation and preflight checks, nothing else."""
-    playbook = tmp_path / "gpu_tuning.yml"
-    playbook.write_text(GPU_TUNING_PLAY)
+def run_role_check(tmp_path, play, variables, *flags):
+    """A play of roles on localhost in check mode with the variables as extra vars (nothing here
+    reads a GPU): (exit status, {task name without its role: this host's result})."""
+    playbook = tmp_path / "roles-check.yml"
+    playbook.write_text(play)
     proc = ansible_playbook(
         SimpleNamespace(env=os.environ),
         playbook,
         "--check",
-        "--tags",
-        "gpu_tuning_preflight",
         "-e",
         json.dumps(variables),
+        *flags,
         ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
     )
     report = json.loads(proc.stdout)
-    return {
+    tasks = {
         task["task"]["name"].split(" : ", 1)[-1]: task["hosts"]["localhost"]
-        for task in report["plays"][0]["tasks"]
+        for play in report["plays"]
+        for task in play["tasks"]
+        if "localhost" in task["hosts"]
     }
+    return proc.returncode, tasks
+
+
+def run_gpu_tuning_preflight(tmp_path, variables):
+    """The gpu_tuning role's argument validation and preflight checks, nothing else."""
+    _, tasks = run_role_check(
+        tmp_path, GPU_TUNING_PLAY, variables, "--tags", "gpu_tuning_preflight"
+    )
+    return tasks
 
 
 def gpu_tuning_validation(tasks):

@@ -69,6 +69,42 @@ def test_a_failure_shows_its_log_and_starts_nothing_new(tmp_path):
     assert "the cause" in proc.stdout.split("---- last")[1]
 
 
+def test_what_failed_is_repeated_just_before_the_table(tmp_path):
+    # Lines as Ansible (in colour) and pytest print them, amid noise, before a long tail.
+    log = (
+        r"printf 'ok: [n]\n\033[31mfatal: [n]: FAILED! => {\"msg\": \"boom\"}\033[0m\n"
+        r"E   AssertionError: degraded\nFAILED tests/test_site.py::test_x\n'; seq 200; exit 1"
+    )
+    proc, _ = run(tmp_path, "+scenario=" + log)
+    before_table = proc.stdout.split("\nstage ")[0].split("---- end of")[-1]
+    shown = before_table.split("what failed in scenario:")[1].strip().splitlines()
+    assert [line.strip() for line in shown] == [
+        'fatal: [n]: FAILED! => {"msg": "boom"}',
+        "E   AssertionError: degraded",
+        "FAILED tests/test_site.py::test_x",
+    ]
+
+
+def test_path_first_comes_first_in_every_stage(tmp_path):
+    # As under a pyenv shim, which puts its own bin directory first in PATH.
+    bin_dir = tmp_path / "venv-bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "which-tool"
+    tool.write_text("#!/bin/sh\necho from the venv\n")
+    tool.chmod(0o755)
+    proc, _ = run(
+        tmp_path,
+        "--path-first",
+        str(bin_dir),
+        "alone=which-tool",
+        "+side=which-tool; echo $PATH",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "from the venv" in proc.stdout
+    side = (tmp_path / "logs" / "side.log").read_text().splitlines()
+    assert side[0] == "from the venv" and side[1].startswith(str(bin_dir) + ":")
+
+
 def test_a_stage_must_have_a_name_and_a_command(tmp_path):
     proc, _ = run(tmp_path, "no command here")
     assert proc.returncode != 0

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Run make test's stages, some side by side, and end with each stage's wall time.
 
-    timed_stages.py [--jobs N] [--log-dir DIR] STAGE...
+    timed_stages.py [--jobs N] [--log-dir DIR] [--path-first DIR] STAGE...
 
 A STAGE is "NAME=COMMAND" (run alone, its output shown as it comes) or "+NAME=COMMAND" (run
 beside the other "+" stages next to it, at most N at once, in the order given: put the longest
 first). A side-by-side stage writes to DIR/NAME.log; its end is reported with its time, and the
 end of its log when it fails. While such stages run, a line every minute says which are running:
 the molecule scenarios take minutes each and print nothing meanwhile.
+
+--path-first puts DIR (the project's virtualenv) first in every stage's PATH: the Python running
+this script may be a pyenv shim's, which puts its own bin directory first, and a stage's tools
+(molecule's pytest) must not come from there.
 
 After a failure no new stage starts; the ones running finish. Exit status: the first failed
 stage's, else 0. The developer guide keeps `make test` under 45 minutes on 2 cores: the total
@@ -17,6 +21,7 @@ line says when the run took longer.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -26,6 +31,11 @@ from pathlib import Path
 BUDGET_S = 45 * 60
 PROGRESS_EVERY_S = 60
 FAILED_LOG_LINES = 80
+# The lines of a failed stage's log that say what failed (Ansible's fatal/failed results, pytest's
+# failures and assertion lines): printed again just before the table, since CI shows only the end.
+KEY_LINE = re.compile(r"fatal: \[|failed: \[|^FAILED |^E  |^ERROR |Error: |AssertionError")
+KEY_LINES_MAX = 40
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = time.monotonic()
 
 
@@ -101,7 +111,9 @@ def run_side_by_side(stages, jobs, log_dir):
             say("%s %s in %s" % (name, stage["result"], clock(stage["seconds"])))
             if status != 0:
                 failed = True
-                lines = log_path.read_text(errors="replace").splitlines()[-FAILED_LOG_LINES:]
+                text = log_path.read_text(errors="replace")
+                stage["key_lines"] = key_lines(text)
+                lines = text.splitlines()[-FAILED_LOG_LINES:]
                 print("---- last %d lines of %s ----" % (len(lines), log_path))
                 print("\n".join(lines))
                 print("---- end of %s ----" % log_path, flush=True)
@@ -117,8 +129,20 @@ def run_side_by_side(stages, jobs, log_dir):
         time.sleep(0.5)
 
 
+def key_lines(text):
+    """What failed, from a log: the key lines without colours, the last KEY_LINES_MAX of them."""
+    found = [line.strip() for line in ANSI.sub("", text).splitlines() if KEY_LINE.search(line)]
+    return found[-KEY_LINES_MAX:]
+
+
 def summary(stages):
-    lines = ["", "%-24s %8s  %s" % ("stage", "time", "result")]
+    lines = []
+    for stage in stages:
+        if stage.get("key_lines"):
+            lines += ["", "what failed in %s:" % stage["name"]] + [
+                "  " + line[:300] for line in stage["key_lines"]
+            ]
+    lines += ["", "%-24s %8s  %s" % ("stage", "time", "result")]
     for stage in stages:
         seconds = stage.get("seconds")
         shown = clock(seconds) if seconds is not None else "-"
@@ -136,8 +160,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="side-by-side stages at once")
     parser.add_argument("--log-dir", type=Path, default=Path("build/test-logs"))
+    parser.add_argument("--path-first", help="directory put first in every stage's PATH")
     parser.add_argument("stages", nargs="+")
     args = parser.parse_args(argv)
+    if args.path_first:
+        os.environ["PATH"] = os.pathsep.join([args.path_first, os.environ.get("PATH", "")])
     if args.jobs < 1:
         parser.error("--jobs must be 1 or more, not %d" % args.jobs)
     stages = [parse_stage(text) for text in args.stages]

@@ -1,5 +1,6 @@
 """gpu-node-validate --config CONFIG.json --out DIR [--sections gemm,membw,...]
 gpu-node-validate load --device DEVICE ...   (the burn-in's load worker: load.py)
+gpu-node-validate train --output FILE ...     (under torchrun: a multi-node DDP job, train_job.py)
 
 Exit codes: 0 no check failed, 1 a check failed (each failure listed on stderr with its likely
 cause), 2 bad input (config, arguments, output directory), 3 an environment problem (torch
@@ -213,6 +214,10 @@ def main(argv=None):
         from . import load
 
         return load.main(argv[1:])
+    if argv[:1] == ["train"]:
+        from . import train_job
+
+        return train_job.main(argv[1:])
     args = parse_args(argv)  # argparse itself exits 2 on bad arguments
     try:
         return run(args)

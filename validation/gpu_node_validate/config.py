@@ -187,6 +187,10 @@ def default_world_sizes(gpu_count):
     return [*sizes, gpu_count]
 
 
+# The DDP global batch by default: at least this many sequences per step.
+MIN_DEFAULT_GLOBAL_BATCH = {"cuda": 256, "cpu": 8}
+
+
 def default_global_batch(world_sizes, at_least):
     step = math.lcm(*world_sizes)
     return step * max(1, -(-at_least // step))
@@ -277,7 +281,7 @@ def resolve(checked, device_type, gpu_count):
     ddp = config["ddp"]
     if "global_batch" not in checked.get("ddp", {}):
         ddp["global_batch"] = default_global_batch(
-            ddp["world_sizes"], 256 if device_type == "cuda" else 8
+            ddp["world_sizes"], MIN_DEFAULT_GLOBAL_BATCH[device_type]
         )
     busbw = config["expectations"]["allreduce_busbw_gbs"]
     if busbw is not None:

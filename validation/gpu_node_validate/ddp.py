@@ -18,10 +18,28 @@ def weights_path(spec, world_size):
     return os.path.join(spec["weights_dir"], "weights-ws%d.pt" % world_size)
 
 
+def rank_batch(data, step, global_batch, rank, world_size):
+    """This rank's equal slice of step's global batch (every rank draws the same one)."""
+    local = global_batch // world_size
+    return data.global_batch(step, global_batch)[rank * local : (rank + 1) * local]
+
+
+def train_step(model, optimizer, tokens, vocab_size):
+    """One optimizer step on next-token prediction over tokens (batch, seq_len + 1); the loss,
+    detached (a tensor on the model's device: no synchronisation here)."""
+    import torch.nn.functional as F
+
+    logits = model(tokens[:, :-1])
+    loss = F.cross_entropy(logits.reshape(-1, vocab_size), tokens[:, 1:].reshape(-1))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def worker(rank, spec):
     """One rank of one world size: warm-up steps, weights saved, timed steps."""
     import torch
-    import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel
 
     from .mixer_model import MixerLM, PatternData, parameter_count
@@ -39,20 +57,14 @@ def worker(rank, spec):
     # up to rounding (momentum or Adam would too, but would add nothing to the check)
     optimizer = torch.optim.SGD(ddp.parameters(), lr=spec["learning_rate"])
     data = PatternData(vocab, spec["seq_len"], spec["pattern_period"], spec["seed"], device)
-    local = spec["global_batch"] // world_size
     losses = torch.zeros(spec["steps"], device=device)
 
-    def train_step(step):
-        tokens = data.global_batch(step, spec["global_batch"])[rank * local : (rank + 1) * local]
-        logits = ddp(tokens[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, vocab), tokens[:, 1:].reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses[step] = loss.detach()
+    def one_step(step):
+        tokens = rank_batch(data, step, spec["global_batch"], rank, world_size)
+        losses[step] = train_step(ddp, optimizer, tokens, vocab)
 
     for step in range(spec["warmup_steps"]):
-        train_step(step)
+        one_step(step)
     moved = max((model.state_dict()[k] - v).abs().max().item() for k, v in initial.items())
     if rank == 0:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -62,7 +74,7 @@ def worker(rank, spec):
     torch.distributed.barrier()
     start = time.perf_counter()
     for step in range(spec["warmup_steps"], spec["steps"]):
-        train_step(step)
+        one_step(step)
     if cuda:
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start

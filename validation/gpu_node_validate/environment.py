@@ -9,11 +9,11 @@ from . import __version__
 from .errors import EnvironmentProblem
 
 
-def import_torch():
-    """torch, after checking that every package the run needs imports; EnvironmentProblem
-    saying what is missing otherwise (exit 3, no traceback)."""
+def import_torch(also=("numpy", "matplotlib.backends.backend_agg")):
+    """torch, after checking that every package the run needs imports (torch.distributed and
+    `also`); EnvironmentProblem saying what is missing otherwise (exit 3, no traceback)."""
     missing = []
-    for name in ("torch", "torch.distributed", "numpy", "matplotlib.backends.backend_agg"):
+    for name in ("torch", "torch.distributed", *also):
         try:
             __import__(name)
         except ImportError as err:

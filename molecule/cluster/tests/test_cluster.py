@@ -129,18 +129,23 @@ def test_ib_port_fault_is_named_and_drains(host, healthy):
     assert "mlx5_0 port 1" in reason and "1X" in reason, reason
 
 
-def test_rerun_with_a_stopped_node_finishes_on_the_others(host):
+def slurm_play(*args):
+    """playbooks/slurm.yml against the scenario's inventory, as a person would run it."""
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     playbook = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "playbooks", "slurm.yml")
+    return subprocess.run(
+        ["ansible-playbook", "-i", inventory, *args, playbook],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"),
+    )
+
+
+def test_rerun_with_a_stopped_node_finishes_on_the_others(host):
     subprocess.run(["podman", "stop", "--time", "2", NODES[1]], check=True)
     try:
-        run = subprocess.run(
-            ["ansible-playbook", "-i", inventory, playbook],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"),
-        )
+        run = slurm_play()
         recap = run.stdout[run.stdout.rindex("PLAY RECAP") :]
         assert run.returncode == 4, run.stdout[-3000:]  # some host unreachable, none failed
         assert "Not configured in this run: %s" % NODES[1] in run.stdout, run.stdout[-3000:]
@@ -155,3 +160,14 @@ def test_rerun_with_a_stopped_node_finishes_on_the_others(host):
         subprocess.run(["podman", "start", NODES[1]], check=True)
     # Booted again: its GPU settings are applied, then slurmd starts and the node returns.
     wait_for(host, NODES[1], lambda s, r: s == "idle", timeout_s=120)
+
+
+def test_one_node_alone_with_limit_keeps_the_others(host):
+    # The controller is not in the play: its files are written by delegation, merged with the
+    # definitions it knows.
+    run = slurm_play("--limit", NODES[0])
+    assert run.returncode == 0, run.stdout[-3000:]
+    conf = host.file("/etc/slurm/slurm.conf").content_string
+    assert all("NodeName=%s " % name in conf for name in NODES)
+    lines = host.check_output("sinfo --noheader --Node --format '%N %T'").splitlines()
+    assert sorted(lines) == ["%s idle" % name for name in NODES]

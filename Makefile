@@ -104,7 +104,10 @@ demo-cluster: venv image sim ## A 3-node Slurm cluster of sandbox nodes: site.ym
 	ansible-playbook -i $(CLUSTER_INVENTORY) site.yml
 	podman exec sandbox-ctl sinfo --Node --format '%N %T %G %f'
 	podman exec sandbox-dl1 sh -c 'cd /tmp && sbatch --wait --nodes=2 --export=ALL,GPU_NODE_PROCS=2 \
-	  /opt/gpu-node/training/gpu-ddp.sbatch --output /tmp/gpu-ddp.json && cat /tmp/gpu-ddp.json'
+	  /opt/gpu-node/training/gpu-ddp.sbatch --output /tmp/gpu-ddp.json'
+	podman exec sandbox-dl1 python3 -c 'import json; s = json.load(open("/tmp/gpu-ddp.json")); \
+	  print("DDP job %(result)s: world size %(world_size)d on %(nodes)d nodes (%(backend)s)," \
+	  " loss %(first_loss).3f -> %(last_loss).4f in %(steps)d steps" % s)'
 
 .PHONY: cluster-down
 cluster-down: venv ## Remove the nodes of the sandbox cluster

@@ -99,15 +99,17 @@ def node(tmp_path, monkeypatch):
     return run
 
 
-def test_main_drains_and_resumes_through_scontrol(node):
+def test_main_drains_and_resumes_through_scontrol(node, capsys):
     code, called = node([LOST])
     assert code == 0
+    assert "node dl2 drained: gpu-health: GPU 2" in capsys.readouterr().err
     assert called == (
         "update NodeName=dl2 State=DRAIN "
         "Reason=gpu-health: GPU 2 (GPU-2a) has fallen off the bus (Xid 79)"
     )
     code, called = node([], "drained|" + slurm_health.drain_reason([LOST]))
     assert (code, called) == (0, "update NodeName=dl2 State=RESUME")
+    assert "node dl2 resumed: no critical finding left" in capsys.readouterr().err
     assert node([], "drained|maintenance") == (0, "")
 
 

@@ -31,6 +31,7 @@ from .health_config import DEFAULT_CONFIG, HealthConfigError, load
 REASON_PREFIX = "gpu-health: "
 # Slurm keeps reasons of any length, but sinfo's columns and people read the first line only.
 REASON_MAX_CHARS = 200
+DONE = {"drain": "drained", "resume": "resumed"}
 EXIT_OK = 0
 EXIT_UNREADABLE = 2
 
@@ -126,11 +127,10 @@ def main(argv=None, prog="gpu-health-slurm"):
     try:
         subprocess.run(update, check=True, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as error:
-        _log(syslog.LOG_ERR, "node %s not %sed: %s" % (args.node, action, error))
+        _log(syslog.LOG_ERR, "node %s not %s: %s" % (args.node, DONE[action], error))
         return EXIT_UNREADABLE
     _log(
         syslog.LOG_CRIT if action == "drain" else syslog.LOG_NOTICE,
-        "node %s %sed%s"
-        % (args.node, action, ": " + wanted if wanted else ": no critical finding left"),
+        "node %s %s: %s" % (args.node, DONE[action], wanted or "no critical finding left"),
     )
     return EXIT_OK

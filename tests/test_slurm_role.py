@@ -14,7 +14,7 @@ ROLE = PROJECT / "roles" / "slurm"
 TEMPLATES = ("slurm.conf", "gres.conf", "cgroup.conf", "slurmd.conf")
 PLAY = """
 - name: Render the slurm role's templates
-  hosts: localhost
+  hosts: all
   connection: local
   gather_facts: false
   vars_files: [{role}/defaults/main.yml, {role}/vars/main.yml]
@@ -24,7 +24,7 @@ PLAY = """
 TASK = """    - name: Render {name}
       ansible.builtin.copy:
         content: "{{{{ lookup('ansible.builtin.template', '{role}/templates/{name}.j2') }}}}"
-        dest: "{out}/{name}"
+        dest: "{out}/{{{{ inventory_hostname }}}}/{name}"
         mode: "0644"
 """
 NODE = {
@@ -41,31 +41,42 @@ NODE = {
     "gpus": [{"type": "v100", "indices": [0, 1, 2, 3]}],
     "features": ["t180_g20"],
 }
+# One inventory host per case, all rendered by one ansible-playbook run: in a container or on
+# metal, and a cluster with no known node.
+CASES = {
+    "container": {"common_in_container": True, "slurm_cluster_nodes": {"nodes": [NODE]}},
+    "metal": {"common_in_container": False, "slurm_cluster_nodes": {"nodes": [NODE]}},
+    "empty": {"common_in_container": True, "slurm_cluster_nodes": {"nodes": []}},
+}
 
 
-def render(tmp_path, container, nodes=(NODE,)):
-    out = tmp_path / ("container" if container else "metal")
-    out.mkdir()
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """{case: {template: text}}, as Ansible renders the role's templates."""
+    out = tmp_path_factory.mktemp("slurm-role")
+    for case in CASES:
+        (out / case).mkdir()
     tasks = "".join(TASK.format(name=name, role=ROLE, out=out) for name in TEMPLATES)
-    (tmp_path / "play.yml").write_text(PLAY.format(role=ROLE, tasks=tasks))
-    # Extra vars: what the role's earlier tasks would have set, over its defaults and vars.
-    given = {
-        "slurm_controller": "ctl",
-        "slurm_controller_address": "10.0.0.1",
+    (out / "play.yml").write_text(PLAY.format(role=ROLE, tasks=tasks))
+    # What the role's earlier tasks would have set: per case in the inventory, and as extra vars
+    # what must win over the role's defaults and vars (the play loads them as vars_files).
+    shared = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
         "slurm_controller_hostname": {"stdout": "ctl\n"},
-        "common_in_container": container,
         "nvml_runtime_python": "/opt/gpu-node/venv/bin/python",
-        "slurm_cluster_nodes": {"nodes": list(nodes)},
     }
-    (tmp_path / "given.json").write_text(json.dumps(given))
+    inventory = {"all": {"hosts": CASES, "vars": shared}}
+    (out / "inventory.json").write_text(json.dumps(inventory))
+    given = {"slurm_controller": "ctl", "slurm_controller_address": "10.0.0.1"}
     proc = subprocess.run(
         [
             str(BIN / "ansible-playbook"),
             "-i",
-            "localhost,",
+            str(out / "inventory.json"),
             "-e",
-            "@%s" % (tmp_path / "given.json"),
-            str(tmp_path / "play.yml"),
+            json.dumps(given),
+            str(out / "play.yml"),
         ],
         cwd=PROJECT,
         capture_output=True,
@@ -73,12 +84,11 @@ def render(tmp_path, container, nodes=(NODE,)):
         env=dict(
             os.environ,
             ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
-            ANSIBLE_PYTHON_INTERPRETER=sys.executable,
             ANSIBLE_LOCALHOST_WARNING="false",
         ),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
-    return {name: (out / name).read_text() for name in TEMPLATES}
+    return {case: {name: (out / case / name).read_text() for name in TEMPLATES} for case in CASES}
 
 
 def settings(text):
@@ -89,9 +99,10 @@ def settings(text):
     )
 
 
-@pytest.mark.parametrize("container", [True, False])
-def test_slurm_conf_of_a_cluster(tmp_path, container):
-    files = render(tmp_path, container)
+@pytest.mark.parametrize("case", ["container", "metal"])
+def test_slurm_conf_of_a_cluster(rendered, case):
+    files = rendered[case]
+    container = CASES[case]["common_in_container"]
     conf = settings(files["slurm.conf"])
     assert conf["SlurmctldHost"] == "ctl(10.0.0.1)"
     assert conf["SlurmctldParameters"] == "enable_configless"
@@ -114,14 +125,14 @@ def test_slurm_conf_of_a_cluster(tmp_path, container):
         assert cgroup["ConstrainDevices"] == "yes"
 
 
-def test_a_cluster_without_known_nodes_has_no_partition(tmp_path):
-    files = render(tmp_path, True, nodes=())
+def test_a_cluster_without_known_nodes_has_no_partition(rendered):
+    files = rendered["empty"]
     assert "PartitionName" not in files["slurm.conf"]
     assert "NodeName" not in files["gres.conf"]
 
 
-def test_slurmd_fetches_its_config_and_waits_for_the_gpu_settings(tmp_path):
-    dropin = render(tmp_path, True)["slurmd.conf"]
+def test_slurmd_fetches_its_config_and_waits_for_the_gpu_settings(rendered, tmp_path):
+    dropin = rendered["container"]["slurmd.conf"]
     assert "\nConditionPathExists=\n" in dropin
     assert "Requires=gpu-tuning.service\nAfter=gpu-tuning.service\n" in dropin
     assert "Environment=SLURMD_OPTIONS=--conf-server=10.0.0.1:6817\n" in dropin

@@ -5,6 +5,9 @@ sys.path once pytest has loaded molecule/conftest.py."""
 import json
 
 PYTHON = "/opt/gpu-node/venv/bin/python"
+# A reboot's worth of simulated hardware state: GPU and IB port faults and the kernel log gone,
+# the GPU settings applied again as the boot unit does.
+RESET_FAULTS = "nvml-sim reset && ib-sim clear /run/ib-sim && systemctl restart gpu-tuning.service"
 READ_BACK = """
 import json, pynvml as N
 N.nvmlInit()

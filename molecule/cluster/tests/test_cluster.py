@@ -9,6 +9,7 @@ import time
 
 import pytest
 import testinfra
+from node_gpus import RESET_FAULTS
 
 CONTROLLER = "gpunode-ctl"
 NODES = ("gpunode-c1", "gpunode-c2")
@@ -95,9 +96,7 @@ def healthy():
 
     def reset():
         for name in NODES:
-            node(name).check_output(
-                "nvml-sim reset && ib-sim clear /run/ib-sim && systemctl restart gpu-tuning.service"
-            )
+            node(name).check_output(RESET_FAULTS)
 
     reset()
     yield
@@ -109,7 +108,7 @@ def test_lost_gpu_drains_its_node_and_the_drain_clears(host, healthy):
     _, reason = wait_for(host, NODES[1], lambda s, r: "drain" in s, timeout_s=3 * HEALTH_INTERVAL_S)
     assert reason.startswith("gpu-health: ") and "Xid 79" in reason, reason
     assert slurm_state(host, NODES[0])[0] == "idle"
-    node(NODES[1]).check_output("nvml-sim reset && systemctl restart gpu-tuning.service")
+    node(NODES[1]).check_output(RESET_FAULTS)
     wait_for(host, NODES[1], lambda s, r: s == "idle", timeout_s=3 * HEALTH_INTERVAL_S)
 
 

@@ -9,7 +9,7 @@ import time
 import urllib.request
 
 import pytest
-from node_gpus import read_back
+from node_gpus import RESET_FAULTS, read_back
 from prometheus_client.parser import text_string_to_metric_families
 
 INTERVAL_S = int(os.environ.get("GPU_HEALTH_TEST_INTERVAL_S", "15"))
@@ -63,9 +63,7 @@ def clean(host):
     driver state), the GPU settings applied again as the boot unit does."""
 
     def reset():
-        host.check_output(
-            "nvml-sim reset && ib-sim clear /run/ib-sim && systemctl restart gpu-tuning.service"
-        )
+        host.check_output(RESET_FAULTS)
         return time.time()
 
     yield reset()

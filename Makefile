@@ -46,14 +46,16 @@ sim: ## Build the NVML simulator and the simulated hardware of every profile
 	install -m 0755 tests/nvml_sim/nvml-sim $(SIM_DIR)/bin/nvml-sim
 	@# The PCI tree as sysfs shows it on a freshly booted node of each profile (no faults),
 	@# updated in place: running sandbox nodes have these directories bind-mounted. gpu-count:
-	@# how many /dev/nvidiaN device files a node of the profile gets.
+	@# how many /dev/nvidiaN device files a node of the profile gets (the GPUs pci.py finds).
 	empty_state=$$(mktemp -d) && for profile in $(SIM_PROFILES); do \
 	  mkdir -p $(HARDWARE_DIR)/$$profile/etc && \
 	  echo $$profile > $(HARDWARE_DIR)/$$profile/etc/profile && \
 	  NVML_SIM_PROFILE_DIR=tests/nvml_sim/profiles NVML_SIM_PROFILE=$$profile \
 	  NVML_SIM_STATE_DIR=$$empty_state tests/nvml_sim/nvml-sim sysfs $(HARDWARE_DIR)/$$profile/pci \
 	  || exit 1; \
-	  cat $(HARDWARE_DIR)/$$profile/pci/*/class | grep -c '^0x03' > $(HARDWARE_DIR)/$$profile/gpu-count; \
+	  PYTHONPATH=module_utils $(PYTHON) -c 'import sys; from nvidia_gpu import pci; \
+	    print(pci.discover(sys.argv[1])["count"])' $(HARDWARE_DIR)/$$profile/pci \
+	    > $(HARDWARE_DIR)/$$profile/gpu-count || exit 1; \
 	done; rm -rf $$empty_state
 	@# Which InfiniBand profile a node has (mounted at /etc/ib-sim where it has one).
 	for profile in $(IB_SIM_PROFILES); do \

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Filters of the slurm role over module_utils/nvidia_gpu/slurm_nodes.py: a node's definition
 from `slurmd -C` and NVML facts, the merge with the controller's known nodes, and the lines of
-slurm.conf and gres.conf. A bad value fails the task with the message naming it."""
+slurm.conf and gres.conf; and the batches a rolling change drains one after the other
+(slurm_control.py). A bad value fails the task with the message naming it."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ _MODULE_UTILS = str(Path(__file__).resolve().parents[1] / "module_utils")
 if _MODULE_UTILS not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(_MODULE_UTILS)
 
-from ansible.module_utils.nvidia_gpu import slurm_nodes  # noqa: E402
+from ansible.module_utils.nvidia_gpu import slurm_control, slurm_nodes  # noqa: E402
 
 
 def _checked(function):
     def run(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except slurm_nodes.SlurmNodeError as error:
+        except ValueError as error:  # slurm_nodes.SlurmNodeError is one
             raise AnsibleFilterError(str(error)) from error
 
     run.__doc__ = function.__doc__
@@ -42,4 +43,5 @@ class FilterModule:
             "slurm_nodes_merge": _checked(slurm_nodes.merge),
             "slurm_node_line": _checked(slurm_nodes.node_line),
             "slurm_gres_lines": _checked(slurm_nodes.gres_lines),
+            "slurm_rolling_batches": _checked(slurm_control.batches),
         }

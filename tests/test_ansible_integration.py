@@ -158,6 +158,7 @@ NOT_FACTS = {
     "facts",
     "host",  # ansible_host: the inventory's address of a host
     "job_id",
+    "loop",  # ansible_loop: a loop's position (loop_control extended)
     "managed",
     "parent_role_names",
     "play_hosts",  # ansible_play_hosts(_all): the hosts of the play

@@ -20,11 +20,10 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import sys
 import syslog
 
-from . import health_cli
+from . import health_cli, slurm_control
 from .boot_cli import Output
 from .health_config import DEFAULT_CONFIG, HealthConfigError, load
 
@@ -55,7 +54,7 @@ def decide(findings, state, reason):
     """('drain', reason), ('resume', None) or (None, None), for the node's current Slurm state
     (sinfo's extended state: idle, drained, draining, down~, ...) and drain reason."""
     ours = reason.startswith(REASON_PREFIX)
-    drained = "drain" in state
+    drained = slurm_control.is_drained(state)
     if findings:
         wanted = drain_reason(findings)
         if drained and (reason == wanted or not ours):
@@ -64,25 +63,6 @@ def decide(findings, state, reason):
     if drained and ours:
         return "resume", None
     return None, None
-
-
-def read_node(sinfo, node):
-    """(extended state, reason) of the node as the controller sees it."""
-    output = (
-        subprocess.run(
-            [sinfo, "--noheader", "--Node", "--nodes", node, "--format", "%T|%E"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        .stdout.strip()
-        .splitlines()
-    )
-    if not output:
-        raise RuntimeError("sinfo does not know node %s" % node)
-    state, _, reason = output[0].partition("|")
-    return state.strip(), "" if reason.strip() == "none" else reason.strip()
 
 
 def _log(priority, message):
@@ -109,24 +89,26 @@ def main(argv=None, prog="gpu-health-slurm"):
     try:
         with open(load(args.config).status_file, encoding="utf-8") as handle:
             findings = blocking_findings(json.load(handle))
-        state, reason = read_node(args.sinfo, args.node)
+        node = slurm_control.read_node(slurm_control.subprocess_runner, args.sinfo, args.node)
+        if node is None:
+            raise RuntimeError("sinfo does not know node %s" % args.node)
+        state, reason = node
     except (
         OSError,
         ValueError,
         RuntimeError,
         HealthConfigError,
-        subprocess.SubprocessError,
     ) as error:
         _log(syslog.LOG_ERR, "node %s not checked: %s" % (args.node, error))
         return EXIT_UNREADABLE
     action, wanted = decide(findings, state, reason)
     if action is None:
         return EXIT_OK
-    update = [args.scontrol, "update", "NodeName=%s" % args.node]
-    update += ["State=DRAIN", "Reason=%s" % wanted] if action == "drain" else ["State=RESUME"]
     try:
-        subprocess.run(update, check=True, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as error:
+        slurm_control.update(
+            slurm_control.subprocess_runner, args.scontrol, args.node, action, wanted
+        )
+    except slurm_control.SlurmError as error:
         _log(syslog.LOG_ERR, "node %s not %s: %s" % (args.node, DONE[action], error))
         return EXIT_UNREADABLE
     _log(

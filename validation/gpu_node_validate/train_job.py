@@ -227,10 +227,14 @@ def run(args, torch, place):
         losses, seconds = train(torch, settings, place, device, config_module.COMMON["seed"])
         hosts = [None] * place["WORLD_SIZE"]
         dist.all_gather_object(hosts, (socket.gethostname(), int(os.environ.get("GROUP_RANK", 0))))
-        if not rank0:
-            return EXIT_OK
-        summary = summarise(args, settings, place, backend, device, losses, seconds, hosts)
-        return report(summary, args.output)
+        code = EXIT_OK
+        if rank0:
+            summary = summarise(args, settings, place, backend, device, losses, seconds, hosts)
+            code = report(summary, args.output)
+        # Every rank tears down together: gloo aborts a rank (SIGABRT, "terminate called
+        # without an active exception") whose peers closed their connections while it still ran.
+        dist.barrier()
+        return code
     finally:
         dist.destroy_process_group()
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import testinfra
-from node_gpus import RESET_FAULTS
+from node_gpus import RESET_FAULTS, read_back
 
 CONTROLLER = "gpunode-ctl"
 NODES = ("gpunode-c1", "gpunode-c2")
@@ -128,10 +128,10 @@ def test_ib_port_fault_is_named_and_drains(host, healthy):
     assert "mlx5_0 port 1" in reason and "1X" in reason, reason
 
 
-def slurm_play(*args):
-    """playbooks/slurm.yml against the scenario's inventory, as a person would run it."""
+def slurm_play(*args, playbook="slurm.yml"):
+    """A playbook of playbooks/ against the scenario's inventory, as a person would run it."""
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    playbook = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "playbooks", "slurm.yml")
+    playbook = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "playbooks", playbook)
     return subprocess.run(
         ["ansible-playbook", "-i", inventory, *args, playbook],
         capture_output=True,
@@ -168,5 +168,43 @@ def test_one_node_alone_with_limit_keeps_the_others(host):
     assert run.returncode == 0, run.stdout[-3000:]
     conf = host.file("/etc/slurm/slurm.conf").content_string
     assert all("NodeName=%s " % name in conf for name in NODES)
+    lines = host.check_output("sinfo --noheader --Node --format '%N %T'").splitlines()
+    assert sorted(lines) == ["%s idle" % name for name in NODES]
+
+
+def test_new_gpu_settings_roll_through_the_nodes_after_their_jobs(host):
+    # Last: the nodes keep the full profile (300 W) from here on.
+    job = host.check_output(
+        "sbatch --parsable --nodelist=%s --time=5 --wrap 'sleep 25'" % NODES[0]
+    ).strip()
+    deadline = time.time() + 30
+    while host.check_output("squeue --noheader --jobs %s --format %%T" % job) != "RUNNING":
+        assert time.time() < deadline, "job %s did not start" % job
+        time.sleep(1)
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    run = slurm_play("-e", "gpu_tuning_profile=full", playbook="gpu_tuning.yml")
+    assert run.returncode == 0, run.stdout[-3000:]
+    # The drain waited for the job: it ran to its end.
+    assert "JobState=COMPLETED" in host.check_output("scontrol show job %s" % job)
+    # slurmctld's own record: one node out of service at a time, the first one after its job.
+    log = host.check_output("journalctl --unit slurmctld --since '%s' --output cat" % since)
+    events = [
+        (name, "drain" if "reason set to: gpu-node change: " in line else "resume")
+        for line in log.splitlines()
+        for name in NODES
+        if "update_node: node %s " % name in line
+        and ("reason set to: gpu-node change: " in line or "state set to IDLE" in line)
+    ]
+    assert events == [
+        (NODES[0], "drain"),
+        (NODES[0], "resume"),
+        (NODES[1], "drain"),
+        (NODES[1], "resume"),
+    ], log
+    # The first node's job ended before it was resumed.
+    assert log.index("JobId=%s done" % job) < log.index("node %s state set to IDLE" % NODES[0])
+    for name in NODES:
+        limits = {gpu["power_limit_mw"] for gpu in read_back(node(name))}
+        assert limits == {300000}, (name, limits)
     lines = host.check_output("sinfo --noheader --Node --format '%N %T'").splitlines()
     assert sorted(lines) == ["%s idle" % name for name in NODES]

@@ -116,6 +116,15 @@ options:
         NVML agree, and the GPU's Xid lines name it by index.
     type: path
     default: /sys/bus/pci/devices
+  infiniband:
+    description:
+      - Also check the InfiniBand HCA ports, as the gpu-health timer does - C(sysfs_root) (the
+        directory above C(sys/class/infiniband), default C(/)) and C(expected_ports) (each with
+        C(hca), C(port) and any of C(rate_gbps), C(width), C(link_layer), C(fw_ver),
+        C(pci_address); null checks only the ports found). A port down, missing, narrower or
+        slower than expected is a critical finding (check C(infiniband)) naming the HCA and port.
+      - Unset, no port is checked.
+    type: dict
   fail_on:
     description: Fail the task when a finding is at least this severe; C(never) only reports.
     type: str
@@ -187,7 +196,7 @@ findings:
         pcie_generation, pcie_width, pcie_replays, temperature, temperature_spread,
         ecc_uncorrected, ecc_corrected, ecc_history, retired_pages, retired_pages_pending,
         remapped_rows_failure, remapped_rows_pending, clock_events, persistence_mode, xid,
-        kernel_log.
+        kernel_log, infiniband.
       type: str
     gpu:
       description: GPU index, or null for host-wide findings.
@@ -224,6 +233,14 @@ gpus:
   returned: always
   type: list
   elements: dict
+infiniband:
+  description:
+    - With O(infiniband), the ports found (hca, port, state, phys_state, rate_gbps, width,
+      link_layer, lid); null without it.
+  returned: always
+  type: dict
+  sample: {"ports": [{"hca": "mlx5_0", "port": 1, "state": "ACTIVE", "phys_state": "LinkUp",
+           "rate_gbps": 100, "width": "4X", "link_layer": "InfiniBand", "lid": 3}]}
 xid_events:
   description:
     - Xid lines of this boot found in the kernel log, with PCI bus id and code; the findings name
@@ -235,8 +252,10 @@ xid_events:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nvidia_gpu.facts import collect
-from ansible.module_utils.nvidia_gpu.health import FAIL_ON, blocking, evaluate
+from ansible.module_utils.nvidia_gpu.health import FAIL_ON, Findings, blocking, evaluate, verdict
+from ansible.module_utils.nvidia_gpu.health_config import infiniband_section
 from ansible.module_utils.nvidia_gpu.health_options import DEFAULTS, OPTION_TYPES, normalise
+from ansible.module_utils.nvidia_gpu.health_status import infiniband_status
 from ansible.module_utils.nvidia_gpu.nvml import GpuError
 from ansible.module_utils.nvidia_gpu.pci import SYSFS_PCI_DEVICES
 
@@ -250,6 +269,7 @@ def argument_spec():
         if kind == "list":
             spec[name]["elements"] = "str"
     spec["sysfs_root"] = {"type": "path", "default": SYSFS_PCI_DEVICES}
+    spec["infiniband"] = {"type": "dict"}
     spec["fail_on"] = {"type": "str", "choices": list(FAIL_ON), "default": "critical"}
     return spec
 
@@ -263,12 +283,26 @@ def main():
     expectations = {name: module.params[name] for name in OPTION_TYPES}
     try:
         normalise(expectations)  # a wrong option fails before any GPU is read
+        infiniband = infiniband_section(module.params["infiniband"])
         facts = collect(with_supported_clocks=False, sysfs_root=module.params["sysfs_root"])
         report = evaluate(facts, expectations)
     except GpuError as error:
         module.fail_json(
-            msg=str(error), healthy=False, findings=[], blocking=[], gpus=[], xid_events=[]
+            msg=str(error),
+            healthy=False,
+            findings=[],
+            blocking=[],
+            gpus=[],
+            xid_events=[],
+            infiniband=None,
         )
+    # The ports' findings join the GPUs', as in the gpu-health timer's status.
+    ports = Findings()
+    ports_found = infiniband_status(infiniband, ports)
+    report = dict(
+        verdict(facts, report["findings"] + ports.items, report["xid_events"]),
+        infiniband=ports_found,
+    )
     result = dict(
         report,
         changed=False,

@@ -430,3 +430,35 @@ def test_whole_numbers(value, accepted):
             health_options.normalise({"pcie_replay_threshold": value})["pcie_replay_threshold"]
             == accepted
         )
+
+
+IB_PORT = {"hca": "mlx5_0", "port": 1, "rate_gbps": 100, "width": "4X"}
+
+
+def test_infiniband_ports_join_the_report_and_a_degraded_one_is_named(t180, tmp_path):
+    from conftest import ib_sim
+
+    root = tmp_path / "node"
+    ib_sim("sysfs", root, "--profile", "t180-g20", "--node-index", 1)
+    section = {"sysfs_root": str(root), "expected_ports": [IB_PORT]}
+    result = health(t180, infiniband=section)
+    assert result["healthy"] is True, result["findings"]
+    assert [
+        (p["hca"], p["port"], p["state"], p["width"]) for p in result["infiniband"]["ports"]
+    ] == [("mlx5_0", 1, "ACTIVE", "4X")]
+    ib_sim("fault", root, "mlx5_0", 1, "width", "1X")
+    result = health(t180, infiniband=section, fail_on="critical")
+    (finding,) = only(result, "infiniband")
+    assert finding["severity"] == "critical" and "mlx5_0 port 1" in finding["message"]
+    assert "1X" in finding["message"] and result["failed"]
+    assert finding in result["blocking"] and [g["status"] for g in result["gpus"]] == ["ok"] * 4
+    # Without the option no port is read.
+    assert health(t180)["infiniband"] is None
+
+
+def test_a_bad_infiniband_section_is_refused_by_name(t180):
+    result = health(t180, infiniband={"sysfs_root": "relative", "expected_ports": None})
+    assert result["failed"] and 'infiniband.sysfs_root "relative" is not valid' in result["msg"]
+    result = health(t180, infiniband={"expected_ports": [{"hca": "mlx5_0", "width": "wide"}]})
+    assert result["failed"] and result["msg"].startswith("infiniband.expected_ports[0]: ")
+    assert "Traceback" not in result["msg"] and result["findings"] == []

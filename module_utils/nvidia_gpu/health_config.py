@@ -63,7 +63,7 @@ class HealthConfig:
         self.status_file = data.get("status_file", DEFAULT_STATUS_FILE)
         self.textfile = data.get("textfile")
         self.sysfs_root = data.get("sysfs_root", SYSFS_PCI_DEVICES)
-        self.infiniband = _infiniband(data.get("infiniband"))
+        self.infiniband = infiniband_section(data.get("infiniband"))
 
 
 def _absolute(key, value, suffix=None, optional=False):
@@ -82,7 +82,7 @@ def _bmc(value):
     return None if value is None else bmc.check_settings(value)
 
 
-def _infiniband(value):
+def infiniband_section(value):
     """None, or {sysfs_root, expected_ports}: where sysfs is (the root above sys/class/infiniband)
     and the ports the node must have (ib_ports.expected_port each; null: every port found)."""
     if value is None:

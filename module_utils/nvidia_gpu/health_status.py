@@ -94,7 +94,7 @@ def _bmc(config, findings):
     return {"read": True, "sensors": sensors}
 
 
-def _infiniband(settings, findings):
+def infiniband_status(settings, findings):
     """{ports: [...]} of the InfiniBand HCAs, each port checked (ib_ports), or None."""
     if settings is None:
         return None
@@ -171,7 +171,7 @@ def run(config, clock=time.time):
         findings.items.extend(report["findings"])
         settings = _settings(config.settings_file, facts, findings)
         bmc_status = _bmc(config.bmc, findings)
-        infiniband = _infiniband(config.infiniband, findings)
+        infiniband = infiniband_status(config.infiniband, findings)
         report = health.verdict(facts, findings.items, report["xid_events"])
         report["settings"] = settings
         report["bmc"] = bmc_status

@@ -151,7 +151,7 @@ SCENARIO_ORDER := cluster site health nvidia_driver stacks gpu_tuning gpu_contro
 test: ## Everything CI runs, with each stage's time at the end
 	$(PYTHON) tests/timed_stages.py --jobs $(TEST_JOBS) --path-first $(CURDIR)/$(VENV)/bin \
 	  "setup=make --no-print-directory venv image sim sandbox-prepare" \
-	  "+lint=make --no-print-directory lint" "+unit=make --no-print-directory unit" \
+	  "lint=make --no-print-directory lint" "unit=make --no-print-directory unit" \
 	  $(foreach scenario,$(filter $(SCENARIOS),$(SCENARIO_ORDER)) $(filter-out $(SCENARIO_ORDER),$(SCENARIOS)),\
 	    "+molecule $(scenario)=molecule test -s $(scenario)")
 

@@ -4,11 +4,11 @@ that people set. main() runs against fake sinfo/scontrol commands that record th
 
 import json
 import os
-import stat
 import sys
 from pathlib import Path
 
 import pytest
+from fake_slurm import FakeSlurm
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -59,12 +59,6 @@ def test_a_drain_people_set_is_never_touched(reason, state, critical):
     assert slurm_health.decide(findings, state, reason) == (None, None)
 
 
-def fake(path, script):
-    path.write_text("#!/bin/sh\n" + script)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path)
-
-
 @pytest.fixture
 def node(tmp_path, monkeypatch):
     """A config whose status file the check cannot overwrite (no GPUs here: the check's own run
@@ -78,23 +72,19 @@ def node(tmp_path, monkeypatch):
             {"format": 1, "expectations": {}, "fail_on": "critical", "status_file": str(status)}
         )
     )
-    calls = tmp_path / "calls"
-    state = tmp_path / "state"
-    state.write_text("idle|none\n")
-    sinfo = fake(tmp_path / "sinfo", 'cat "%s"\n' % state)
-    scontrol = fake(tmp_path / "scontrol", 'echo "$@" >> "%s"\n' % calls)
+    slurm = FakeSlurm(tmp_path / "slurm")
     # The check itself is the gpu_health role's: here it leaves the status file as the test wrote.
     monkeypatch.setattr(slurm_health.health_cli, "run_check", lambda *a, **k: 0)
 
     def run(findings, current="idle|none"):
         status.write_text(json.dumps({"findings": findings}))
-        state.write_text(current + "\n")
-        if calls.exists():
-            calls.unlink()
+        slurm.set_node("dl2", current)
+        slurm.clear_calls()
+        sinfo, scontrol = slurm.command("sinfo"), slurm.command("scontrol")
         code = slurm_health.main(
             ["--config", str(config), "--sinfo", sinfo, "--scontrol", scontrol, "--node", "dl2"]
         )
-        return code, calls.read_text().strip() if calls.exists() else ""
+        return code, "\n".join(slurm.calls())
 
     return run
 

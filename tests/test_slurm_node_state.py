@@ -4,12 +4,12 @@ scontrol over a state file) - drain, the wait for jobs, resume of only its own d
 mode, and bad input failing with the value named. The real Slurm runs in molecule/cluster."""
 
 import os
-import stat
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import run_module
+from fake_slurm import FakeSlurm
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -76,41 +76,23 @@ def test_read_node_parses_sinfo_and_knows_an_unknown_node():
         slurm_control.read_node(answer(1, "", "Unable to contact slurm controller"), "sinfo", "dl1")
 
 
-def _script(path, body):
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-
-
 @pytest.fixture
 def slurm(tmp_path):
-    """Fake sinfo/squeue/scontrol on a PATH of their own: the node's 'state|reason' in a file,
-    its jobs in another (squeue drops one job per call, as jobs that end), scontrol's calls
-    logged."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    node, jobs, calls = tmp_path / "node", tmp_path / "jobs", tmp_path / "calls"
-    node.write_text("mixed|none\n")
-    jobs.write_text("")
-    _script(bin_dir / "sinfo", 'cat "%s"\n' % node)
-    _script(bin_dir / "squeue", 'cat "%s"; sed -i 1d "%s"\n' % (jobs, jobs))
-    _script(
-        bin_dir / "scontrol",
-        'echo "$*" >> "%s"\n'
-        'case "$*" in *State=DRAIN*) r="${4#Reason=}"; echo "draining|$r" > "%s";; '
-        '*State=RESUME*) echo "idle|none" > "%s";; esac\n' % (calls, node, node),
-    )
+    """The fake Slurm (fake_slurm.py) on a PATH of its own, node dl1 mixed; run(args) runs the
+    module on it after setting the named node's state and jobs."""
+    fake = FakeSlurm(tmp_path / "slurm")
+    fake.set_node("dl1", "mixed|none")
 
     def run(args, check_mode=False, node_state=None, job_ids=()):
         if node_state is not None:
-            node.write_text(node_state + "\n")
-        jobs.write_text("".join("%s\n" % job for job in job_ids))
-        if calls.exists():
-            calls.unlink()
-        env = dict(os.environ, PATH="%s:/usr/bin:/bin" % bin_dir)
+            fake.set_node(args["name"], node_state)
+        fake.set_jobs(args["name"], job_ids)
+        fake.clear_calls()
+        env = dict(os.environ, PATH="%s:/usr/bin:/bin" % fake.bin)
         result = run_module(tmp_path, "slurm_node_state", args, check_mode, diff=True, env=env)
-        return result, calls.read_text().splitlines() if calls.exists() else []
+        return result, fake.calls()
 
-    run.node = node
+    run.fake = fake
     return run
 
 
@@ -126,7 +108,7 @@ def test_drain_waits_for_the_jobs_and_names_them(slurm):
     assert calls == ["update NodeName=dl1 State=DRAIN Reason=%sGPU settings" % PREFIX]
     assert (result["changed"], result["action"], result["jobs"]) == (True, "drain", ["41", "42"])
     assert result["waited_s"] >= 1
-    assert slurm.node.read_text() == "draining|%sGPU settings\n" % PREFIX
+    assert slurm.fake.node("dl1") == "draining|%sGPU settings\n" % PREFIX
     assert result["diff"]["before"] == "state: mixed\nreason: \n"
     # Drained already (by anybody): no second drain, the reason stays.
     result, calls = slurm(args, node_state="drained|maintenance")
@@ -144,7 +126,7 @@ def test_a_drain_gives_up_after_the_wait_leaving_the_node_drained(slurm):
     result, _ = slurm(args, job_ids=["7", "8", "9", "10"])
     assert result["failed"] and result["changed"]
     assert "jobs 8, 9, 10 still run on it after 1 s" in result["msg"]
-    assert slurm.node.read_text().startswith("draining|")
+    assert slurm.fake.node("dl1").startswith("draining|")
 
 
 def test_resume_touches_only_a_drain_with_our_prefix(slurm):
@@ -160,7 +142,7 @@ def test_check_mode_says_what_it_would_do_and_does_nothing(slurm):
     args = {"name": "dl1", "state": "drained", "reason": PREFIX + "driver"}
     result, calls = slurm(args, check_mode=True, job_ids=["5"])
     assert (result["changed"], result["action"], calls) == (True, "drain", [])
-    assert slurm.node.read_text() == "mixed|none\n"
+    assert slurm.fake.node("dl1") == "mixed|none\n"
     assert result["diff"]["after"] == "state: drained\nreason: %sdriver\n" % PREFIX
 
 
@@ -193,4 +175,4 @@ def test_bad_input_fails_naming_the_value_and_changes_nothing(slurm, args, messa
     result, calls = slurm(dict(args, name="dl1"))
     assert result["failed"] and message in result["msg"], result
     assert "Traceback" not in result["msg"] and calls == []
-    assert slurm.node.read_text() == "mixed|none\n"
+    assert slurm.fake.node("dl1") == "mixed|none\n"

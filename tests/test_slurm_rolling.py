@@ -1,17 +1,18 @@
 """The slurm role's rolling entry points (rolling_batches, drain, resume) as nvidia_driver and
-gpu_tuning use them, run by ansible-playbook over several local hosts against a fake Slurm that
-records what it was told: batches run in order, each drained before its change and resumed
-after; a failed node stops the roll for the later batches; without a controller nothing is
-drained and the hosts form one batch. The real Slurm does the same in molecule/cluster."""
+gpu_tuning use them, run by ansible-playbook over several local hosts against the fake Slurm
+(fake_slurm.py), which records what it was told: batches run in order, each drained before its
+change and resumed after; a failed node stops the roll for the later batches; without a
+controller nothing is drained and the hosts form one batch. The real Slurm does the same in
+molecule/cluster."""
 
 import json
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fake_slurm import FakeSlurm
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -55,46 +56,31 @@ BATCH = """
     - name: Resume
       ansible.builtin.include_role: {name: slurm, tasks_from: resume}
 """
-# sinfo/squeue/scontrol over one file per node ("state|reason"); every update is logged.
-SINFO = '#!/bin/sh\ncat "$SLURM_FAKE/$4"\n'
-SQUEUE = "#!/bin/sh\n"
-SCONTROL = """#!/bin/sh
-node="${2#NodeName=}"
-case "$3" in
-  State=DRAIN) echo "drain $node" >> "$SLURM_FAKE/calls"
-               echo "drained|${4#Reason=}" > "$SLURM_FAKE/$node";;
-  State=RESUME) echo "resume $node" >> "$SLURM_FAKE/calls"
-                echo "idle|none" > "$SLURM_FAKE/$node";;
-esac
-"""
 NODES = ("dl1", "dl2", "dl3")
 
 
-def _write(path, text, executable=False):
-    path.write_text(text)
-    if executable:
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+def step(line):
+    """A line of the fake Slurm's calls file as "drain dl1", "resume dl1" or the play's own
+    "change dl1"."""
+    words = line.split()
+    if words[0] != "update":
+        return line
+    return "%s %s" % (words[2].split("=")[1].lower(), words[1].split("=")[1])
 
 
 def roll(tmp_path, pending, controller=True, fail_on="none", batch=1):
-    """Run the play; (exit status, the fake Slurm's calls and the changes, in order, output)."""
-    fake = tmp_path / "slurm"
-    fake.mkdir(exist_ok=True)
-    for name, text in (("sinfo", SINFO), ("squeue", SQUEUE), ("scontrol", SCONTROL)):
-        _write(fake / name, text, executable=True)
+    """Run the play; (exit status, the drains, changes and resumes in order, output)."""
+    fake = FakeSlurm(tmp_path / "slurm")
     for node in NODES:
-        _write(fake / node, "idle|none\n")
-    calls = fake / "calls"
-    if calls.exists():
-        calls.unlink()
+        fake.set_node(node)
     host = "ansible_connection=local ansible_python_interpreter=%s" % sys.executable
     inventory = "[gpu_nodes]\n" + "".join("%s %s\n" % (node, host) for node in NODES)
     if controller:
         inventory += "[slurm_controller]\nctl %s\n" % host
-    _write(tmp_path / "hosts", inventory)
-    _write(tmp_path / "play.yml", PLAY)
-    _write(tmp_path / "batch.yml", BATCH)
-    variables = {"pending": pending, "calls": str(calls), "fail_on": fail_on}
+    (tmp_path / "hosts").write_text(inventory)
+    (tmp_path / "play.yml").write_text(PLAY)
+    (tmp_path / "batch.yml").write_text(BATCH)
+    variables = {"pending": pending, "calls": str(fake.calls_path), "fail_on": fail_on}
     variables["slurm_rolling_batch"] = batch
     proc = subprocess.run(
         [
@@ -111,15 +97,13 @@ def roll(tmp_path, pending, controller=True, fail_on="none", batch=1):
             ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
             ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
             ANSIBLE_NOCOLOR="1",
-            SLURM_FAKE=str(fake),
-            PATH="%s:%s:%s" % (fake, BIN, os.environ["PATH"]),
+            PATH="%s:%s:%s" % (fake.bin, BIN, os.environ["PATH"]),
         ),
         capture_output=True,
         text=True,
         check=False,
     )
-    done = calls.read_text().splitlines() if calls.exists() else []
-    return proc.returncode, done, proc.stdout + proc.stderr
+    return proc.returncode, [step(line) for line in fake.calls()], proc.stdout + proc.stderr
 
 
 def test_each_node_is_drained_changed_and_resumed_before_the_next(tmp_path):
@@ -143,7 +127,7 @@ def test_a_failed_node_stops_the_roll_and_stays_drained(tmp_path):
         "Left unchanged and in service: the rolling change (test change) stopped after dl2"
         in output
     )
-    assert (tmp_path / "slurm" / "dl2").read_text().startswith("drained|gpu-node change: ")
+    assert FakeSlurm(tmp_path / "slurm").node("dl2").startswith("drained|gpu-node change: ")
 
 
 @pytest.mark.parametrize("controller, batch", [(False, 1), (True, "100%")])

@@ -44,14 +44,15 @@ sim: ## Build the NVML simulator and the simulated hardware of every profile
 	rm -rf $(SIM_DIR)/bin $(SIM_DIR)/profiles && mkdir -p $(SIM_DIR)/bin
 	cp -r tests/nvml_sim/profiles $(SIM_DIR)/profiles
 	install -m 0755 tests/nvml_sim/nvml-sim $(SIM_DIR)/bin/nvml-sim
-	@# The PCI tree as sysfs shows it on a freshly booted node of each profile (no faults),
-	@# updated in place: running sandbox nodes have these directories bind-mounted. gpu-count:
+	@# The PCI tree as sysfs shows it on a freshly booted node of each profile (no faults, no
+	@# swapped hardware), updated in place; each sandbox node gets its own copy. gpu-count:
 	@# how many /dev/nvidiaN device files a node of the profile gets (the GPUs pci.py finds).
 	empty_state=$$(mktemp -d) && for profile in $(SIM_PROFILES); do \
 	  mkdir -p $(HARDWARE_DIR)/$$profile/etc && \
 	  echo $$profile > $(HARDWARE_DIR)/$$profile/etc/profile && \
 	  NVML_SIM_PROFILE_DIR=tests/nvml_sim/profiles NVML_SIM_PROFILE=$$profile \
-	  NVML_SIM_STATE_DIR=$$empty_state tests/nvml_sim/nvml-sim sysfs $(HARDWARE_DIR)/$$profile/pci \
+	  NVML_SIM_STATE_DIR=$$empty_state NVML_SIM_HARDWARE_DIR=$$empty_state \
+	  tests/nvml_sim/nvml-sim sysfs $(HARDWARE_DIR)/$$profile/pci \
 	  || exit 1; \
 	  PYTHONPATH=module_utils $(PYTHON) -c 'import sys; from nvidia_gpu import pci; \
 	    print(pci.discover(sys.argv[1])["count"])' $(HARDWARE_DIR)/$$profile/pci \
@@ -146,7 +147,7 @@ molecule: venv image sim ## Every molecule scenario, with idempotence
 # not listed runs last). Plain `make`, not $(MAKE): `make -n test` only prints this line instead
 # of running the stages.
 TEST_JOBS ?= 2
-SCENARIO_ORDER := cluster site health nvidia_driver stacks gpu_tuning gpu_control base
+SCENARIO_ORDER := site cluster health nvidia_driver stacks gpu_tuning gpu_control base
 .PHONY: test
 test: ## Everything CI runs, with each stage's time at the end
 	$(PYTHON) tests/timed_stages.py --jobs $(TEST_JOBS) --path-first $(CURDIR)/$(VENV)/bin \

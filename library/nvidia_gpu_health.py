@@ -125,6 +125,19 @@ options:
         slower than expected is a critical finding (check C(infiniband)) naming the HCA and port.
       - Unset, no port is checked.
     type: dict
+  gpu_inventory:
+    description:
+      - The GPU inventory by slot that M(nvidia_gpu_inventory) keeps (its C(path) option), as the
+        gpu-health timer reads it. A GPU missing from the count is then named by its slot
+        (PCI address) and the card last recorded there (model and serial), and whether the PCI
+        bus shows the slot empty or holding a GPU the driver does not enumerate, in the
+        C(gpu_count) finding. A slot the inventory records that no GPU answers for while the
+        count is right (or no O(expected_count) is given) is a critical finding (check
+        C(gpu_slot)).
+      - No file there - nothing is named. A file that is not such an inventory is a warning
+        (check C(gpu_inventory)) naming it, and every other check still runs.
+      - Unset, no inventory is read. An absolute path.
+    type: path
   fail_on:
     description: Fail the task when a finding is at least this severe; C(never) only reports.
     type: str
@@ -142,6 +155,7 @@ requirements:
   - an NVIDIA driver that provides libnvidia-ml.so.1
 seealso:
   - module: nvidia_gpu_facts
+  - module: nvidia_gpu_inventory
 """
 
 EXAMPLES = r"""
@@ -196,7 +210,8 @@ findings:
         pcie_generation, pcie_width, pcie_replays, temperature, temperature_spread,
         ecc_uncorrected, ecc_corrected, ecc_history, retired_pages, retired_pages_pending,
         remapped_rows_failure, remapped_rows_pending, clock_events, persistence_mode, xid,
-        kernel_log, infiniband.
+        kernel_log, infiniband, gpu_slot (a slot of the GPU inventory without a GPU; value the
+        slot), gpu_inventory (the inventory file cannot be used).
       type: str
     gpu:
       description: GPU index, or null for host-wide findings.
@@ -241,6 +256,20 @@ infiniband:
   type: dict
   sample: {"ports": [{"hca": "mlx5_0", "port": 1, "state": "ACTIVE", "phys_state": "LinkUp",
            "rate_gbps": 100, "width": "4X", "link_layer": "InfiniBand", "lid": 3}]}
+gpu_inventory:
+  description:
+    - With O(gpu_inventory), the file (C(file)), whether it was read (C(read)), why it could not
+      be used (C(error), else null), the recorded slots no GPU answers for (C(unanswered) - each
+      with C(slot), C(state) (C(empty), C(not_enumerated) or C(unknown) when the PCI tree cannot
+      be read), C(recorded) (C(slots), or C(history) for a slot the inventory recorded missing),
+      C(since) (when it was recorded missing) and C(card) as recorded), and the indices of GPUs
+      with no known PCI address (C(unplaced)); null without it.
+  returned: always
+  type: dict
+  sample: {"file": "/etc/ansible/facts.d/gpu_inventory.fact", "read": true, "error": null,
+           "unplaced": [], "unanswered": [{"slot": "0000:3d:00.0", "state": "empty",
+           "recorded": "history", "since": "2025-03-09T10:12:40Z",
+           "card": {"name": "Tesla V100-SXM2-16GB", "serial": "0323618009016"}}]}
 xid_events:
   description:
     - Xid lines of this boot found in the kernel log, with PCI bus id and code; the findings name
@@ -253,9 +282,9 @@ xid_events:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.nvidia_gpu.facts import collect
 from ansible.module_utils.nvidia_gpu.health import FAIL_ON, Findings, blocking, evaluate, verdict
-from ansible.module_utils.nvidia_gpu.health_config import infiniband_section
+from ansible.module_utils.nvidia_gpu.health_config import gpu_inventory_file, infiniband_section
 from ansible.module_utils.nvidia_gpu.health_options import DEFAULTS, OPTION_TYPES, normalise
-from ansible.module_utils.nvidia_gpu.health_status import infiniband_status
+from ansible.module_utils.nvidia_gpu.health_status import gpu_inventory_status, infiniband_status
 from ansible.module_utils.nvidia_gpu.nvml import GpuError
 from ansible.module_utils.nvidia_gpu.pci import SYSFS_PCI_DEVICES
 
@@ -270,6 +299,7 @@ def argument_spec():
             spec[name]["elements"] = "str"
     spec["sysfs_root"] = {"type": "path", "default": SYSFS_PCI_DEVICES}
     spec["infiniband"] = {"type": "dict"}
+    spec["gpu_inventory"] = {"type": "path"}
     spec["fail_on"] = {"type": "str", "choices": list(FAIL_ON), "default": "critical"}
     return spec
 
@@ -281,11 +311,16 @@ def main():
         supports_check_mode=True,
     )
     expectations = {name: module.params[name] for name in OPTION_TYPES}
+    sysfs_root = module.params["sysfs_root"]
+    # The ports' and the inventory's findings join the GPUs', as in the gpu-health timer's status.
+    others = Findings()
     try:
         normalise(expectations)  # a wrong option fails before any GPU is read
         infiniband = infiniband_section(module.params["infiniband"])
-        facts = collect(with_supported_clocks=False, sysfs_root=module.params["sysfs_root"])
-        report = evaluate(facts, expectations)
+        inventory = gpu_inventory_file(module.params["gpu_inventory"])
+        facts = collect(with_supported_clocks=False, sysfs_root=sysfs_root)
+        slots = gpu_inventory_status(inventory, facts, sysfs_root, others)
+        report = evaluate(facts, expectations, slots)
     except GpuError as error:
         module.fail_json(
             msg=str(error),
@@ -295,13 +330,13 @@ def main():
             gpus=[],
             xid_events=[],
             infiniband=None,
+            gpu_inventory=None,
         )
-    # The ports' findings join the GPUs', as in the gpu-health timer's status.
-    ports = Findings()
-    ports_found = infiniband_status(infiniband, ports)
+    ports_found = infiniband_status(infiniband, others)
     report = dict(
-        verdict(facts, report["findings"] + ports.items, report["xid_events"]),
+        verdict(facts, report["findings"] + others.items, report["xid_events"]),
         infiniband=ports_found,
+        gpu_inventory=slots,
     )
     result = dict(
         report,

@@ -28,10 +28,15 @@ TOOL = (
 )
 
 
-def recorded_gpus(machine):
+def recorded_gpus(machine, slots=False):
+    """The GPUs as the config file records them; with slots, also slot and serial (as the role
+    writes them now)."""
     facts = machine.module("nvidia_gpu_facts", {"supported_clocks": False})
     return [
-        {"index": g["index"], "uuid": g["uuid"], "name": g["name"]}
+        dict(
+            {"index": g["index"], "uuid": g["uuid"], "name": g["name"]},
+            **({"slot": g["pci_bus_id"], "serial": g["serial"]} if slots else {}),
+        )
         for g in facts["ansible_facts"]["nvidia_gpu"]["gpus"]
     ]
 

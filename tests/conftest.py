@@ -100,6 +100,9 @@ class SimulatedMachine:
             NVML_SIM_STATE_DIR=str(self.state_dir),
             NVML_SIM_PROFILE_FILE=str(self.root / "profile"),
             NVIDIA_GPU_RUN_DIR=str(self.run_dir),
+            # Swapped hardware (nvml-sim swap) and the PCI tree a reset rewrites: this machine's.
+            NVML_SIM_HARDWARE_DIR=str(self.root / "hardware"),
+            NVML_SIM_SYSFS_DIR=str(self.root / "pci"),
         )
         self.use(profile)
 

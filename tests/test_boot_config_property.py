@@ -58,7 +58,7 @@ VALID = {
 # Messages about a relation between values rather than one value: they need not name the path
 # of the value that was replaced.
 RELATIONS = re.compile(
-    r"No setting requested|gives no GPU any setting|matches no GPU|repeats index|"
+    r"No setting requested|gives no GPU any setting|matches no GPU|repeats (index|UUID|slot)|"
     r"mutually exclusive|needs gpus|needs graphics_mhz|takes no MHz values|applies only to|"
     r"must not be empty|selects no GPU"
 )

@@ -197,7 +197,16 @@ def test_bad_config_named_and_nothing_written(node):
 )
 @given(
     key=st.sampled_from(
-        ["format", "fail_on", "status_file", "textfile", "bmc", "expectations", "infiniband"]
+        [
+            "format",
+            "fail_on",
+            "status_file",
+            "textfile",
+            "bmc",
+            "expectations",
+            "infiniband",
+            "gpu_inventory",
+        ]
     ),
     value=st.one_of(
         st.none(),
@@ -277,4 +286,66 @@ def test_bad_infiniband_settings_are_named(node, infiniband, message):
     proc = health(node, "check", "--config", node.config(infiniband=infiniband))
     assert proc.returncode == 2
     assert message in proc.stderr
+    assert not (node.root / "status" / "status.json").exists()
+
+
+EMPTY_3D = (
+    "slot 0000:3d:00.0 is empty (no device on the PCI bus; it last held Tesla V100-SXM2-16GB, "
+    "serial 0323618009016)"
+)
+
+
+def test_a_pulled_card_is_named_by_its_slot(node):
+    """The timer's run names the slot from the inventory nvidia_gpu_inventory wrote."""
+    inventory = node.root / "facts.d" / "gpu_inventory.fact"
+    recorded = node.module(
+        "nvidia_gpu_inventory", {"path": str(inventory), "sysfs_root": str(node.root / "pci")}
+    )
+    assert not recorded.get("failed"), recorded
+    proc = health(node, "validate", node.config(gpu_inventory=str(inventory)))
+    assert proc.returncode == 0 and "GPU inventory %s" % inventory in proc.stdout + proc.stderr
+    proc, status, _ = check(node, gpu_inventory=str(inventory))
+    assert proc.returncode == 0, proc.stderr
+    assert status["gpu_inventory"]["read"] is True and status["gpu_inventory"]["unanswered"] == []
+    node.cli("fault", 2, "absent")
+    node.cli("sysfs", node.root / "pci")  # pulled: gone from the PCI tree
+    proc, status, samples = check(node, gpu_inventory=str(inventory))
+    assert proc.returncode == 1 and status["status"] == "critical"
+    (count,) = [f for f in status["findings"] if f["check"] == "gpu_count"]
+    assert count["message"].startswith("Only 3 of 4 GPUs are visible to the driver: " + EMPTY_3D)
+    assert EMPTY_3D in proc.stderr  # the journal line names the slot and the serial
+    (slot,) = status["gpu_inventory"]["unanswered"]
+    assert (slot["slot"], slot["state"], slot["card"]["serial"]) == (
+        "0000:3d:00.0",
+        "empty",
+        "0323618009016",
+    )
+    critical = [f for f in status["findings"] if f["severity"] == "critical"]
+    assert samples[("gpu_node_health_findings", (("severity", "critical"),))] == len(critical)
+    assert not [f for f in status["findings"] if f["check"] == "gpu_slot"]  # named once
+    # Without the key the count alone, as before.
+    _, status, _ = check(node)
+    assert status["gpu_inventory"] is None
+    (count,) = [f for f in status["findings"] if f["check"] == "gpu_count"]
+    assert "a GPU is not detected" in count["message"]
+
+
+def test_a_damaged_inventory_is_a_warning_and_the_run_goes_on(node):
+    inventory = node.root / "gpu_inventory.fact"
+    inventory.write_text("{not json")
+    node.cli("fault", 2, "absent")
+    proc, status, _ = check(node, gpu_inventory=str(inventory))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (warning,) = [f for f in status["findings"] if f["check"] == "gpu_inventory"]
+    assert warning["severity"] == "warning" and str(inventory) in warning["message"]
+    (count,) = [f for f in status["findings"] if f["check"] == "gpu_count"]
+    assert "a GPU is not detected" in count["message"]
+    assert status["gpu_inventory"]["read"] is False
+
+
+@pytest.mark.parametrize("value", ["relative/gpu_inventory.fact", "", 7, ["/a"]])
+def test_a_bad_gpu_inventory_path_is_named(node, value):
+    proc = health(node, "check", "--config", node.config(gpu_inventory=value))
+    assert proc.returncode == 2
+    assert "gpu_inventory" in proc.stderr and "an absolute path or null" in proc.stderr
     assert not (node.root / "status" / "status.json").exists()

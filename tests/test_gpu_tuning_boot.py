@@ -162,17 +162,6 @@ def test_without_a_driver_every_gpu_is_named(machine):
     assert all("NVIDIA kernel driver is not loaded" in line for line in errors)
 
 
-def test_a_gpu_not_in_the_file_is_left_alone_with_a_warning(machine):
-    gpus = recorded_gpus(machine)[:3]
-    path = write_config(machine, gpus=gpus)
-    result = apply(machine, path)
-    assert result.returncode == 0, result.stderr
-    assert "GPU 3 (Tesla V100-SXM2-16GB, %s) is not in" % recorded_gpus(machine)[3]["uuid"] in (
-        result.stderr
-    )
-    assert machine.state() == [HELD] * 3 + [BOOT]
-
-
 def test_overrides_per_model_on_a_mixed_node(machine):
     machine.use("mixed-v100-a100")
     request = dict(QUIET, overrides=[{"gpus": ["*A100*"], "power_limit": 250}])

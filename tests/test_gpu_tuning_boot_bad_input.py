@@ -125,8 +125,19 @@ BAD_FILES = [
         'gpus[1] must be a mapping with index, uuid and (optional) name, not "GPU-1"',
     ),
     (
-        gpus_with(0, dict(RECORDED[0], serial="x")),
-        "gpus[0] has unknown key(s) serial; allowed: index",
+        gpus_with(0, dict(RECORDED[0], bus="x")),
+        "gpus[0] has unknown key(s) bus; allowed: index, uuid, name, slot, serial",
+    ),
+    (
+        gpus_with(0, dict(RECORDED[0], slot="0000:1A:00.0")),
+        'gpus[0].slot "0000:1A:00.0" is not a PCI address; allowed: domain:bus:device.function',
+    ),
+    (gpus_with(0, dict(RECORDED[0], slot=7)), "gpus[0].slot 7 is not a PCI address"),
+    (gpus_with(0, dict(RECORDED[0], serial="")), 'gpus[0].serial "" is not a board serial'),
+    (gpus_with(0, dict(RECORDED[0], serial="a\tb")), "gpus[0].serial"),
+    (
+        content(gpus=[dict(gpu, slot="0000:1a:00.0") for gpu in RECORDED]),
+        "gpus[1] repeats slot 0000:1a:00.0 of an earlier GPU",
     ),
     (gpus_with(0, {"index": 0}), "gpus[0] needs index and uuid"),
     (gpus_with(0, dict(RECORDED[0], index=-1)), "gpus[0].index -1 is not a GPU index"),
@@ -136,7 +147,7 @@ BAD_FILES = [
     (gpus_with(0, dict(RECORDED[0], uuid="abc")), 'gpus[0].uuid "abc" is not a GPU UUID'),
     (gpus_with(0, dict(RECORDED[0], uuid=None)), "gpus[0].uuid null is not a GPU UUID"),
     (gpus_with(0, dict(RECORDED[0], name=["V100"])), 'gpus[0].name ["V100"] must be text'),
-    (gpus_with(1, dict(RECORDED[1], uuid=RECORDED[0]["uuid"])), "gpus[1] repeats index 1 or UUID"),
+    (gpus_with(1, dict(RECORDED[1], uuid=RECORDED[0]["uuid"])), "gpus[1] repeats UUID"),
 ]
 
 

@@ -118,10 +118,32 @@ def test_model_overrides_keep_only_what_the_node_has():
 
 def test_records_are_what_the_config_file_keeps():
     gpus = [*facts(300, 300), {"index": 2, "lost": True, "uuid": "unknown"}]
+    gpus[0].update(pci_bus_id="0000:1a:00.0", serial="0323618008123")
+    gpus[1].update(pci_bus_id="unreadable", serial="unsupported")
     assert filters.records(gpus) == [
-        {"index": 0, "uuid": "GPU-0", "name": V100},
+        {
+            "index": 0,
+            "uuid": "GPU-0",
+            "name": V100,
+            "slot": "0000:1a:00.0",
+            "serial": "0323618008123",
+        },
         {"index": 1, "uuid": "GPU-1", "name": V100},
     ]
+
+
+def test_gates_follow_the_units_and_stale_ones_go():
+    found = [
+        "/etc/systemd/system/slurmd.service.d/gpu-tuning-gate.conf",
+        "/etc/systemd/system/old.service.d/gpu-tuning-gate.conf",
+    ]
+    entries = filters.gate_files(["slurmd.service"], "C", found, "gpu-tuning-gate.conf")
+    assert [(entry["path"], entry.get("state", "file")) for entry in entries] == [
+        ("/etc/systemd/system/slurmd.service.d", "directory"),
+        ("/etc/systemd/system/slurmd.service.d/gpu-tuning-gate.conf", "file"),
+        ("/etc/systemd/system/old.service.d/gpu-tuning-gate.conf", "absent"),
+    ]
+    assert entries[1]["content"] == "C"
 
 
 def test_the_filter_selects_with_the_projects_selector():

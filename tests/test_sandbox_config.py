@@ -36,6 +36,9 @@ def test_molecule_finds_every_plugin_path_of_ansible_cfg():
     for key, value in config["defaults"].items():
         if key == "roles_path" or key.endswith(("_plugins", "library", "module_utils")):
             assert env["ANSIBLE_" + key.upper()] == "${MOLECULE_PROJECT_DIRECTORY}/" + value, key
+    # The callbacks ansible.cfg enables (the GPU hardware changes after the recap) too.
+    theirs = MOLECULE["provisioner"]["config_options"]["defaults"]["callbacks_enabled"]
+    assert theirs == config["defaults"]["callbacks_enabled"]
 
 
 def test_inventory_and_node_creator_name_the_same_key_and_connection():

@@ -1,7 +1,8 @@
 """Re-apply a config file's GPU settings at boot: wait for its GPUs, then settings.ensure.
 
 At boot the driver may still be loading and GPUs may answer late, or never. This waits, with a
-bound and a backoff, until NVML initialises and every GPU the file gives settings to answers,
+bound and a backoff, until NVML initialises and every GPU the file gives settings to answers (or
+was replaced by another card in its slot; a slot the PCI tree shows empty is not waited for),
 then calls settings.ensure - the code the nvidia_gpu_settings module runs - so a boot and a play
 can never disagree about what a setting means. When the wait runs out the GPUs that answer still
 get their settings; the others are returned as a Failure saying why and of which kind (the GPU
@@ -19,7 +20,16 @@ import time
 from .boot_config import one_line
 from .device import open_all
 from .identity import label_of
-from .nvml import GpuError, Nvml, NvmlCallError, NvmlUnavailable, explain, pynvml
+from .nvml import (
+    UNSUPPORTED,
+    GpuError,
+    Nvml,
+    NvmlCallError,
+    NvmlUnavailable,
+    explain,
+    pynvml,
+    text,
+)
 from .settings import ensure
 from .settings_apply import ApplyFailed
 
@@ -81,11 +91,26 @@ def failure_of(error):
     return Failure(reason, NVML_FAILED if nvml_failed else NOT_VALID)
 
 
+def _read_serials(gpus):
+    """Each answering GPU's board serial, to name new cards by (unknown when NVML cannot say)."""
+    for gpu in gpus:
+        if gpu.lost:
+            continue
+        try:
+            serial = gpu.query(pynvml.nvmlDeviceGetSerial)
+        except NvmlCallError:
+            continue
+        if serial != UNSUPPORTED:
+            gpu.serial = text(serial)
+
+
 def scan():
     """(every GPU NVML enumerates now, or [], and why NVML cannot be used, or None)."""
     try:
         with Nvml():
-            return open_all(), None
+            gpus = open_all()
+            _read_serials(gpus)
+            return gpus, None
     except NvmlUnavailable as error:
         return [], one_line(error)
     except NVML_ERRORS as error:  # e.g. the device count itself fails
@@ -103,16 +128,40 @@ def missing_reason(config, uuid, gpus, nvml_error):
     return "not enumerated by the driver (%d GPU(s) present)" % len(gpus)
 
 
-def label(config, uuid):
-    """A GPU of the file as messages name it: its index when the file was written, its UUID."""
-    return label_of(config.recorded_gpu(uuid))
+def empty_slot_line(gpu, path):
+    """The journal line for a GPU of the file whose slot the PCI tree shows empty."""
+    return (
+        "%s of %s: slot %s is empty (no device at this address in the PCI tree): the card was "
+        "removed; not waited for (run the gpu_tuning role to record the GPUs present)"
+        % (label_of(gpu, with_name=True), path, gpu.pci_bus_id)
+    )
 
 
-def wait_for_gpus(config, wait_s, say, clock=time.monotonic, sleep=time.sleep):
-    """Look at the GPUs until every GPU of the file answers or wait_s has passed.
+def label(config, uuid, gpus=()):
+    """A GPU as messages name it: a GPU of the file by its index when the file was written and
+    its UUID; a new card by its index now."""
+    if uuid in config.targets:
+        return label_of(config.recorded_gpu(uuid))
+    return next((label_of(gpu) for gpu in gpus if gpu.uuid == uuid), uuid)
 
-    say(line) tells what is awaited, once, and when the wait ended. Returns (gpus, nvml_error,
-    missing UUIDs).
+
+class Scan:
+    """What the wait ended with: the GPUs NVML enumerates (device.Gpu), why NVML cannot be used
+    (or None), their layout against the file (boot_hardware.Layout), and the UUIDs of the file's
+    GPUs that did not answer although the PCI tree does not show their slot empty."""
+
+    def __init__(self, config, slots):
+        self.gpus, self.nvml_error = scan()
+        self.layout = config.layout(self.gpus, slots)
+        awaited = {gpu.uuid for gpu in self.layout.awaited}
+        self.missing = [uuid for uuid in config.targets if uuid in awaited]
+
+
+def wait_for_gpus(config, wait_s, say, slots=None, clock=time.monotonic, sleep=time.sleep):
+    """Look at the GPUs until every GPU of the file answers (or was replaced in its slot, or its
+    slot is empty) or wait_s has passed. slots: boot_hardware.gpu_slots of the PCI tree.
+
+    say(line) tells what is awaited, once, and when the wait ended. Returns the last Scan.
     """
     if not (isinstance(wait_s, (int, float)) and math.isfinite(wait_s) and wait_s >= 0):
         raise ValueError("wait_s must be a finite number of seconds, not %r" % (wait_s,))
@@ -121,93 +170,79 @@ def wait_for_gpus(config, wait_s, say, clock=time.monotonic, sleep=time.sleep):
     delay = FIRST_DELAY_S
     announced = False
     while True:
-        gpus, nvml_error = scan()
-        answering = {gpu.uuid for gpu in gpus if not gpu.lost}
-        missing = [uuid for uuid in config.targets if uuid not in answering]
+        found = Scan(config, slots)
         now = clock()
-        if not missing or now >= deadline:
+        if not found.missing or now >= deadline:
             break
         if not announced:
             reasons = [
-                "%s: %s" % (label(config, uuid), missing_reason(config, uuid, gpus, nvml_error))
-                for uuid in missing
+                "%s: %s"
+                % (label(config, uuid), missing_reason(config, uuid, found.gpus, found.nvml_error))
+                for uuid in found.missing
             ]
             say("waiting up to %g s for %s" % (wait_s, "; ".join(reasons)))
             announced = True
         sleep(min(delay, deadline - now))
         delay = min(delay * 2, LONGEST_DELAY_S)
-    if announced and not missing:
+    if announced and not found.missing:
         say("every GPU of the file answers after %.1f s" % (clock() - start))
-    return gpus, nvml_error, missing
+    return found
 
 
-def apply_settings(config, gpus, warn):
-    """Bring every answering GPU of the file to its settings; returns (results, {uuid: Failure}).
+def apply_settings(config, gpus, warn, slots=None):
+    """Bring every answering GPU the file covers to its settings; returns (results, {uuid:
+    Failure}, the UUIDs given settings).
 
     When the GPUs cannot all be set at once, each is tried on its own (warn(line) says so), so
     one failing GPU does not keep the others from their settings.
     """
-    request, uuids = config.request_for(gpus)
+    request, uuids = config.request_for(gpus, slots)
     if not uuids:
-        return [], {}
+        return [], {}, uuids
     try:
-        return ensure(request)[1], {}
+        return ensure(request)[1], {}, uuids
     except (GpuError, *NVML_ERRORS) as error:
         failure = failure_of(error)
         if len(uuids) == 1:
-            return [], {uuids[0]: failure}
+            return [], {uuids[0]: failure}, uuids
         warn("applying to all GPUs at once failed (%s); trying GPU by GPU" % failure)
     results, failures = [], {}
+    settings = config.settings_now(gpus, slots)
     for uuid in uuids:
         try:
-            results.extend(ensure(config.narrowed([uuid]))[1])
+            results.extend(ensure(config.narrowed({uuid: settings[uuid]}))[1])
         except (GpuError, *NVML_ERRORS) as error:
             failures[uuid] = failure_of(error)
-    return results, failures
+    return results, failures, uuids
 
 
-def apply_file(config, wait_s, say, warn):
-    """Wait for the file's GPUs, then set those that answer.
-
-    Returns (gpus present, per-GPU results, {uuid: Failure: why it does not hold its settings}).
-    """
-    gpus, nvml_error, missing = wait_for_gpus(config, wait_s, say)
-    failures = {
+def missing_failures(config, found, wait_s):
+    """{uuid: Failure} of the file's GPUs that did not answer within wait_s (a Scan's missing)."""
+    return {
         uuid: Failure(
             "did not answer within %g s: %s"
-            % (wait_s, missing_reason(config, uuid, gpus, nvml_error)),
+            % (wait_s, missing_reason(config, uuid, found.gpus, found.nvml_error)),
             MISSING,
         )
-        for uuid in missing
+        for uuid in found.missing
     }
-    results, apply_failures = apply_settings(config, gpus, warn)
-    failures.update(apply_failures)
-    return gpus, results, failures
 
 
-def unrecorded(config, gpus):
-    """The answering GPUs the file does not know (added since it was written)."""
-    recorded = {gpu.uuid for gpu in config.recorded}
-    return [gpu for gpu in gpus if not gpu.lost and gpu.uuid not in recorded]
-
-
-def plan_file(config):
+def plan_file(config, slots=None):
     """Check the file against the GPUs here in check mode, changing nothing.
 
-    Returns ({uuid: why it does not answer}, the check-mode results of the GPUs that answer or
-    None when none does, the Failure saying why the settings cannot be planned for them (they do
-    not fit, or NVML failed a call) or None).
+    Returns (the Scan, {uuid: why it does not answer}, the check-mode results of the GPUs the
+    file covers or None when none answers, the Failure saying why the settings cannot be planned
+    for them (they do not fit, or NVML failed a call) or None).
     """
-    gpus, nvml_error = scan()
-    request, uuids = config.request_for(gpus)
+    found = Scan(config, slots)
+    request, uuids = config.request_for(found.gpus, slots)
     missing = {
-        uuid: missing_reason(config, uuid, gpus, nvml_error)
-        for uuid in config.targets
-        if uuid not in uuids
+        uuid: missing_reason(config, uuid, found.gpus, found.nvml_error) for uuid in found.missing
     }
     if not uuids:
-        return missing, None, None
+        return found, missing, None, None
     try:
-        return missing, ensure(request, check_mode=True)[1], None
+        return found, missing, ensure(request, check_mode=True)[1], None
     except (GpuError, *NVML_ERRORS) as error:
-        return missing, None, failure_of(error)
+        return found, missing, None, failure_of(error)

@@ -8,8 +8,13 @@ waiting and applying boot_apply.py.
 When the wait runs out the settings still go to the GPUs that answer, and each GPU that could not
 be set is named (index and UUID) on stderr.
 
-Exit status (EXIT_STATUS, also in --help): 0 every GPU of the file holds its settings; 1 a GPU
-of the file did not answer in time or its settings do not fit it (the others were set); 2 usage
+A card in a recorded slot under another UUID replaced the recorded one, and a card in a slot the
+file does not know was added: both are named (model, serial) and get what the file's request gives
+them there (boot_hardware). A GPU whose slot the PCI tree shows empty is named and not waited for.
+
+Exit status (EXIT_STATUS, also in --help): 0 every GPU of the file holds its settings (an empty
+slot is a warning); 1 a GPU of the file did not answer in time or its settings do not fit it (the
+others were set); 2 usage
 error or the file is not valid (nothing was changed); 3 NVML failed a call while reading or
 setting a GPU (that GPU's changes were rolled back, the others were set); 4 an internal error
 (a bug: the one line says where). Each GPU that does not hold its settings gets one journal line
@@ -28,7 +33,7 @@ import re
 import sys
 import traceback
 
-from . import boot_apply
+from . import boot_apply, boot_hardware, pci
 from .boot_config import ConfigError, load
 from .identity import label_of
 
@@ -44,8 +49,10 @@ EXIT_INVALID = 2
 EXIT_NVML_FAILED = 3
 EXIT_INTERNAL = 4
 EXIT_STATUS = (
-    "Exit status: 0 every GPU of the file holds its settings; 1 a GPU of the file did not answer "
-    "in time or its settings do not fit it (the others were set); 2 usage error or invalid file "
+    "Exit status: 0 every GPU of the file holds its settings (a GPU whose slot the PCI tree "
+    "shows empty is a warning); 1 a GPU of the file did not answer in time or its settings, or "
+    "a new card's, do not fit it (the others were set); with check --held also: a GPU does not "
+    "hold its settings now; 2 usage error or invalid file "
     "(nothing was changed); 3 NVML failed a call on a GPU (its changes were rolled back; the "
     "others were set); 4 internal error."
 )
@@ -142,29 +149,40 @@ def describe(result, verb):
     )
 
 
-def run_apply(path, wait_s, out):
+def _hardware_lines(config, found, covered, out):
+    """Name each new card and each recorded GPU whose slot is empty."""
+    for gpu, kind, old in found.layout.new_cards():
+        out.warning(boot_hardware.new_card_line(gpu, kind, old, gpu.uuid in covered))
+    for gpu in found.layout.empty:
+        out.warning(boot_apply.empty_slot_line(gpu, config.path))
+
+
+def run_apply(path, wait_s, sysfs_root, out):
     try:
         config = load(path)
     except ConfigError as error:
         out.error("nothing changed: %s" % error)
         return EXIT_INVALID
-    gpus, results, failures = boot_apply.apply_file(config, wait_s, out.info, out.warning)
+    slots = boot_hardware.gpu_slots(sysfs_root)
+    found = boot_apply.wait_for_gpus(config, wait_s, out.info, slots)
+    # New cards and empty slots are named before anything is set, so that a failure to set a new
+    # card follows the line saying what it is.
+    _hardware_lines(config, found, config.settings_now(found.gpus, slots), out)
+    results, failures, covered = boot_apply.apply_settings(config, found.gpus, out.warning, slots)
+    failures.update(boot_apply.missing_failures(config, found, wait_s))
     for result in results:
         out.info(describe(result, "set"))
-    for gpu in boot_apply.unrecorded(config, gpus):
-        out.warning(
-            "%s is not in %s (written for the GPUs present then); left unchanged: run the "
-            "gpu_tuning role again" % (label_of(gpu, with_name=True), path)
-        )
-    for uuid in config.targets:
+    for uuid in list(covered) + found.missing:
         if uuid in failures:
-            out.error("%s: NOT applied: %s" % (boot_apply.label(config, uuid), failures[uuid]))
-    held = len(config.targets) - len(failures)
+            out.error(
+                "%s: NOT applied: %s" % (boot_apply.label(config, uuid, found.gpus), failures[uuid])
+            )
+    wanted = len(covered) + len(found.missing)
     out.info(
         "%d of %d GPU(s) hold the settings of %s%s"
         % (
-            held,
-            len(config.targets),
+            wanted - len(failures),
+            wanted,
             path,
             " (profile %s)" % config.profile if config.profile else "",
         )
@@ -172,8 +190,12 @@ def run_apply(path, wait_s, out):
     return max([EXIT_OK] + [EXIT_BY_KIND[failure.kind] for failure in failures.values()])
 
 
-def run_check(path, structure_only, out):
-    """Validate a file; unless structure_only, also plan it (check mode) against the GPUs here."""
+def run_check(path, structure_only, held, sysfs_root, out):
+    """Validate a file; unless structure_only, also plan it (check mode) against the GPUs here.
+
+    held: also fail (EXIT_GPU_FAILED) when a GPU the file covers does not hold its settings now
+    (a unit that must start only on capped GPUs runs this before it starts).
+    """
     try:
         config = load(path)
     except ConfigError as error:
@@ -182,7 +204,11 @@ def run_check(path, structure_only, out):
     out.info("%s: valid; settings for %d GPU(s)" % (path, len(config.targets)))
     if structure_only:
         return EXIT_OK
-    missing, results, failure = boot_apply.plan_file(config)
+    found, missing, results, failure = boot_apply.plan_file(
+        config, boot_hardware.gpu_slots(sysfs_root)
+    )
+    covered = [result["uuid"] for result in results or []]
+    _hardware_lines(config, found, covered, out)
     for uuid, reason in missing.items():
         out.error("%s: does not answer: %s" % (boot_apply.label(config, uuid), reason))
     if failure is not None and failure.kind == boot_apply.NVML_FAILED:
@@ -195,6 +221,13 @@ def run_check(path, structure_only, out):
         return EXIT_GPU_FAILED
     for result in results:
         out.info(describe(result, "would set"))
+    not_held = [result for result in results if result["changed"]]
+    if held and not_held:
+        out.error(
+            "%d GPU(s) do not hold the settings of %s: %s"
+            % (len(not_held), path, ", ".join(label_of(result) for result in not_held))
+        )
+        return EXIT_GPU_FAILED
     return EXIT_GPU_FAILED if missing else EXIT_OK
 
 
@@ -209,6 +242,13 @@ def parser(prog, default_config):
     commands.required = True
     apply = commands.add_parser("apply", help="apply the file, waiting for its GPUs first")
     apply.add_argument("--config", default=default_config, help="default: %(default)s")
+    apply.add_argument(
+        "--sysfs-root",
+        default=pci.SYSFS_PCI_DEVICES,
+        metavar="DIR",
+        help="the PCI device tree, which tells an empty slot from a GPU that answers late "
+        "(default: %(default)s)",
+    )
     apply.add_argument(
         "--wait",
         type=seconds,
@@ -225,6 +265,15 @@ def parser(prog, default_config):
         "--structure-only",
         action="store_true",
         help="only check the file's content, do not look at the GPUs",
+    )
+    check.add_argument(
+        "--held",
+        action="store_true",
+        help="also fail (status 1) when a GPU the file covers does not hold its settings now: "
+        "for units that must start only on GPUs that do (ExecStartPre=)",
+    )
+    check.add_argument(
+        "--sysfs-root", default=pci.SYSFS_PCI_DEVICES, metavar="DIR", help="default: %(default)s"
     )
     return top
 
@@ -246,8 +295,8 @@ def main(argv=None, prog="gpu-tuning", default_config=DEFAULT_CONFIG, out=None):
     out = out or Output()
     try:
         if args.command == "apply":
-            return run_apply(args.config, args.wait, out)
-        return run_check(args.config, args.structure_only, out)
+            return run_apply(args.config, args.wait, args.sysfs_root, out)
+        return run_check(args.config, args.structure_only, args.held, args.sysfs_root, out)
     except Exception as error:
         out.internal_error(error)
         return EXIT_INTERNAL

@@ -1,9 +1,11 @@
 """The gpu_tuning role's config file: what it applied during the play, for the boot-time command.
 
 A JSON object: the request (the nvidia_gpu_settings module's options, validated by the same
-settings_spec) and the GPUs present when it was written (index, UUID, model). Settings follow
-each GPU by UUID, so an override written for "GPU 3" still goes to the card that was GPU 3 when
-the file was written, even if another GPU is missing at boot and the indices moved.
+settings_spec) and the GPUs present when it was written (index, UUID, model, and - written since
+the role records them - slot (PCI address) and serial). Settings follow each GPU by UUID, so an
+override written for "GPU 3" still goes to the card that was GPU 3 when the file was written,
+even if another GPU is missing at boot and the indices moved. A card found in a recorded slot
+under another UUID replaced the recorded one: boot_hardware reads the request again for it.
 
 Whatever the file holds, load() either returns a Config or raises ConfigError naming the file
 and, for a value, its key path ("request.overrides[0].clocks: unknown key(s) foo"): bytes that
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from .boot_hardware import Layout
 from .device import Gpu
 from .nvml import GpuError
 from .settings_options import REQUEST_KEYS
@@ -26,13 +29,16 @@ from .strict_json import FileRefused, parse, read, shown
 
 CONFIG_FORMAT = 1
 CONFIG_KEYS = ("comment", "format", "profile", "request", "gpus")
-GPU_KEYS = ("index", "uuid", "name")
+GPU_KEYS = ("index", "uuid", "name", "slot", "serial")
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 16
 MAX_TEXT_CHARS = 4096
 MAX_NUMBER_DIGITS = 20
 MAX_GPU_INDEX = 1023
 GPU_UUID = re.compile(r"(?:GPU|MIG)-[0-9A-Za-z][0-9A-Za-z/-]*\Z", re.IGNORECASE)
+# A PCI address as sysfs spells it (device.normalise_bus_id): domain:bus:device.function.
+PCI_SLOT = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\Z")
+MAX_SERIAL_CHARS = 64
 # Characters that would break a journal line or cannot be written out: C0/C1 controls, line and
 # paragraph separators (str.splitlines splits there), unpaired surrogates (a \\udcff escape).
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -67,28 +73,40 @@ class Config:
     def recorded_gpu(self, uuid):
         return self.targets[uuid][0]
 
-    def narrowed(self, uuids):
-        """The request for some of the file's GPUs, each named by UUID with its merged settings.
+    def layout(self, gpus, slots=None):
+        """The GPUs present (device.Gpu) matched to the recorded ones (boot_hardware.Layout).
 
-        Used whenever the GPUs present differ from the ones recorded (a GPU missing, indices
-        moved), so that settings stay with the card they were written for.
+        slots: the GPU addresses of the PCI tree (boot_hardware.gpu_slots) or None.
+        """
+        return Layout(self.recorded, gpus, slots)
+
+    def settings_now(self, gpus, slots=None):
+        """{UUID: settings in the module's option shape} of the answering GPUs the request covers.
+
+        A recorded card keeps the settings written for it; a new card gets what the request
+        gives it in its slot (boot_hardware.Layout.settings).
+        """
+        per_card = self.layout(gpus, slots).settings(self.normalised)
+        return {uuid: _option_shape(settings) for uuid, settings in per_card.items()}
+
+    def narrowed(self, settings):
+        """A request giving each GPU, by UUID, its settings ({UUID: option-shape settings}).
+
+        Used whenever the GPUs present differ from the ones recorded (a GPU missing or new,
+        indices moved), so that settings stay with the card they were written for.
         """
         return {
-            "gpus": list(uuids),
+            "gpus": list(settings),
             "snap_clocks": self.normalised["snap_clocks"],
-            "overrides": [dict(self.targets[uuid][1], gpus=[uuid]) for uuid in uuids],
+            "overrides": [dict(values, gpus=[uuid]) for uuid, values in settings.items()],
         }
 
-    def request_for(self, gpus):
-        """What to hand to settings.ensure for the GPUs present now (list of device.Gpu)."""
-        answering = {gpu.uuid for gpu in gpus if not gpu.lost}
-        uuids = [uuid for uuid in self.targets if uuid in answering]
-        same_layout = not any(gpu.lost for gpu in gpus) and {
-            (gpu.index, gpu.uuid) for gpu in gpus
-        } == {(gpu.index, gpu.uuid) for gpu in self.recorded}
-        if same_layout:
-            return self.request, uuids  # exactly what the play applied
-        return self.narrowed(uuids), uuids
+    def request_for(self, gpus, slots=None):
+        """(what to hand to settings.ensure for the GPUs present now, the UUIDs it sets)."""
+        if self.layout(gpus, slots).unchanged() and not any(gpu.lost for gpu in gpus):
+            return self.request, list(self.targets)  # exactly what the play applied
+        settings = self.settings_now(gpus, slots)
+        return self.narrowed(settings), list(settings)
 
 
 def _recorded_gpu(entry):
@@ -96,6 +114,10 @@ def _recorded_gpu(entry):
     gpu.uuid = entry["uuid"]
     if entry.get("name"):
         gpu.name = entry["name"]
+    if entry.get("slot"):
+        gpu.pci_bus_id = entry["slot"]
+    if entry.get("serial"):
+        gpu.serial = entry["serial"]
     return gpu
 
 
@@ -136,7 +158,21 @@ def _gpu_entry(where, entry):
         raise GpuError("%s.uuid %s is not a GPU UUID (GPU-...)" % (where, shown(uuid)))
     if entry.get("name") is not None and not isinstance(entry["name"], str):
         raise GpuError("%s.name %s must be text (the GPU's model)" % (where, shown(entry["name"])))
-    return index, uuid
+    slot = entry.get("slot")
+    if slot is not None and not (isinstance(slot, str) and PCI_SLOT.match(slot)):
+        raise GpuError(
+            "%s.slot %s is not a PCI address; allowed: domain:bus:device.function in lowercase "
+            "hex, as sysfs spells it (0000:1a:00.0)" % (where, shown(slot))
+        )
+    serial = entry.get("serial")
+    if serial is not None and not (
+        isinstance(serial, str) and 0 < len(serial) <= MAX_SERIAL_CHARS and serial.isprintable()
+    ):
+        raise GpuError(
+            "%s.serial %s is not a board serial; allowed: text of 1 to %d printable characters"
+            % (where, shown(serial), MAX_SERIAL_CHARS)
+        )
+    return index, uuid, slot
 
 
 def _check_structure(data):
@@ -170,14 +206,20 @@ def _check_structure(data):
         raise GpuError(
             "gpus must list the GPUs present when the file was written, not %s" % shown(gpus)
         )
-    seen_index, seen_uuid = set(), set()
+    seen_index, seen_uuid, seen_slot = set(), set(), set()
     for number, entry in enumerate(gpus):
         where = "gpus[%d]" % number
-        index, uuid = _gpu_entry(where, entry)
-        if index in seen_index or uuid.lower() in seen_uuid:
-            raise GpuError("%s repeats index %d or UUID %s" % (where, index, uuid))
+        index, uuid, slot = _gpu_entry(where, entry)
+        for kind, value, seen in (
+            ("index", index, seen_index),
+            ("UUID", uuid.lower(), seen_uuid),
+            ("slot", slot, seen_slot),
+        ):
+            if value is not None and value in seen:
+                raise GpuError("%s repeats %s %s of an earlier GPU" % (where, kind, value))
         seen_index.add(index)
         seen_uuid.add(uuid.lower())
+        seen_slot.add(slot)
 
 
 def load(path):

@@ -25,6 +25,7 @@ class Gpu:
         self.pci_device_id = "unknown"
         self.architecture = "unknown"
         self.compute_capability = "unknown"
+        self.serial = "unknown"  # read by those that name cards by it (boot_apply), not by open
         # Identity values a tolerant open could not read: unreadable_entry dicts.
         self.unreadable = []
 

@@ -53,9 +53,9 @@ class Findings:
         )
 
 
+# check_inventory runs first, apart: it also takes the slots of the GPU inventory.
 CHECKS = (
     check_unreadable,
-    check_inventory,
     check_nvlink,
     check_pcie,
     check_temperature,
@@ -65,12 +65,14 @@ CHECKS = (
 )
 
 
-def evaluate(facts, options):
+def evaluate(facts, options, slots=None):
     """Run every check. Returns {findings, healthy, gpus, xid_events} sorted worst first.
-    Options that cannot be right raise GpuError before anything is evaluated."""
+    Options that cannot be right raise GpuError before anything is evaluated. slots: the
+    recorded slots no GPU answers for (health_status.gpu_inventory_status), or None."""
     expected = normalise(options)
     check_against(expected, facts)
     findings = Findings()
+    check_inventory(facts, expected, findings, slots)
     for check in CHECKS:
         check(facts, expected, findings)
     events = check_kernel_log(facts, expected, findings)

@@ -85,12 +85,13 @@ def run_validate(path, out):
         out.error(str(error))
         return EXIT_INVALID
     out.info(
-        "%s: valid; fail on %s; settings %s; BMC %s"
+        "%s: valid; fail on %s; settings %s; BMC %s; GPU inventory %s"
         % (
             path,
             config.fail_on,
             config.settings_file or "not checked",
             "read" if config.bmc else "not configured",
+            config.gpu_inventory or "not read",
         )
     )
     return EXIT_OK

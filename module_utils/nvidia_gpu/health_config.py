@@ -41,6 +41,9 @@ KEYS = {
         False,
         "null or a mapping with keys %s" % ", ".join(("sysfs_root", "expected_ports")),
     ),
+    # The GPU inventory by slot (gpu_inventory.py): names the slot of a missing GPU. Absent or
+    # null: not read.
+    "gpu_inventory": (False, "an absolute path or null"),
 }
 
 
@@ -64,6 +67,7 @@ class HealthConfig:
         self.textfile = data.get("textfile")
         self.sysfs_root = data.get("sysfs_root", SYSFS_PCI_DEVICES)
         self.infiniband = infiniband_section(data.get("infiniband"))
+        self.gpu_inventory = gpu_inventory_file(data.get("gpu_inventory"))
 
 
 def _absolute(key, value, suffix=None, optional=False):
@@ -102,6 +106,15 @@ def infiniband_section(value):
         return {"sysfs_root": root, "expected_ports": ib_ports.expected_ports(expected)}
     except ValueError as error:
         raise GpuError("infiniband.%s" % error) from None
+
+
+def gpu_inventory_file(value):
+    """None, or the absolute path of the GPU inventory file (gpu_inventory.py) whose slots name
+    a missing GPU; the file itself is read at each run (absent or damaged: no slot names)."""
+    if value is None:
+        return None
+    _absolute("gpu_inventory", value)
+    return value
 
 
 def check(data):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import statistics
 
-from . import clock_events, xid
+from . import clock_events, inventory_slots, xid
 from .facts_read import known
 from .identity import label_of
 from .nvml import UNSUPPORTED
@@ -58,10 +58,35 @@ def check_unreadable(facts, expected, findings):
             )
 
 
-def check_inventory(facts, expected, findings):
+def check_inventory(facts, expected, findings, slots=None):
+    """The GPU count and models. slots (health_status.gpu_inventory_status): the recorded slots
+    no GPU answers for, which name a missing GPU by slot; a recorded slot without a GPU while
+    the count is right (or not expected) is a finding of its own (gpu_slot)."""
     count = facts["count"]
     want = expected["expected_count"]
-    if want is not None and count < want:
+    unanswered = [] if slots is None else slots["unanswered"]
+    unplaced = () if slots is None else slots["unplaced"]
+    short = want is not None and count < want
+    named = inventory_slots.for_shortfall(unanswered, want - count) if short else []
+    if short and named:
+        more = want - count - len(named)
+        findings.add(
+            "critical",
+            "gpu_count",
+            "Only %d of %d GPUs are visible to the driver: %s%s. %s."
+            % (
+                count,
+                want,
+                "; ".join(inventory_slots.describe(entry, unplaced) for entry in named),
+                "; %d more GPU(s) the GPU inventory does not name (look with lspci)" % more
+                if more > 0
+                else "",
+                inventory_slots.causes(named),
+            ),
+            value=count,
+            expected=want,
+        )
+    elif short:
         findings.add(
             "critical",
             "gpu_count",
@@ -71,7 +96,9 @@ def check_inventory(facts, expected, findings):
             value=count,
             expected=want,
         )
-    elif want is not None and count > want:
+    if not short:
+        _check_slots(unanswered, unplaced, findings)
+    if want is not None and count > want:
         findings.add(
             "warning",
             "gpu_count",
@@ -106,6 +133,24 @@ def check_inventory(facts, expected, findings):
                 value=gpu["name"],
                 expected=model,
             )
+
+
+def _check_slots(unanswered, unplaced, findings):
+    """A slot of the inventory's `slots` with no GPU while the count is right: a card moved to
+    another slot, or one missing that an extra card hides. History slots are not findings here:
+    the inventory recorded them gone, and a right count says the node is whole."""
+    for entry in unanswered:
+        if entry["recorded"] != "slots":
+            continue
+        findings.add(
+            "critical",
+            "gpu_slot",
+            "No GPU answers in a slot the GPU inventory records: %s. %s; a card moved to another "
+            "slot on purpose is recorded there by the next gpu_inventory run."
+            % (inventory_slots.describe(entry, unplaced), inventory_slots.causes([entry])),
+            value=entry["slot"],
+            expected=inventory_slots.card_id(entry["card"]),
+        )
 
 
 def check_temperature(facts, expected, findings):

@@ -1,7 +1,8 @@
 """One health run of a node, as the gpu-health timer does it between plays: the GPUs' facts and
 health findings (health.py, as the nvidia_gpu_health module), whether the settings the
 gpu_tuning role declared still hold (its boot config, planned in check mode), the BMC's
-sensors (bmc.py) and the InfiniBand ports (ib_ports.py). The result is one status document:
+sensors (bmc.py), the InfiniBand ports (ib_ports.py) and the slots of the GPU inventory that no
+GPU answers for (inventory_slots.py). The result is one status document:
 what the JSON status file holds and what metrics.py turns into Prometheus metrics.
 
 Standard library and the nvidia_gpu package only, Python 3.8+.
@@ -14,7 +15,7 @@ import os
 import socket
 import time
 
-from . import bmc, boot_apply, health, ib_ports
+from . import bmc, boot_apply, boot_hardware, gpu_inventory, health, ib_ports, inventory_slots, pci
 from .boot_cli import describe
 from .boot_config import ConfigError
 from .boot_config import load as load_settings
@@ -24,7 +25,7 @@ from .nvml import GpuError
 STATUS_FORMAT = 1
 
 
-def _settings(path, facts, findings):
+def _settings(path, facts, sysfs_root, findings):
     """{file, hold, gpus: [{index, uuid, holds, differs}]}: the declared settings read back.
 
     A GPU whose settings no longer hold (a driver reload, someone's nvidia-smi) is critical: on
@@ -40,7 +41,10 @@ def _settings(path, facts, findings):
     except ConfigError as error:
         findings.add("warning", "settings", "declared settings not checked: %s." % error)
         return {"file": path, "hold": None, "gpus": []}
-    missing, results, failure = boot_apply.plan_file(config)
+    # The PCI tree tells a pulled card (named by the inventory check) from one that is missing.
+    _found, missing, results, failure = boot_apply.plan_file(
+        config, boot_hardware.gpu_slots(sysfs_root)
+    )
     by_uuid = {g.get("uuid"): g for g in facts["gpus"]}
     gpus = []
     for result in results or []:
@@ -106,6 +110,46 @@ def infiniband_status(settings, findings):
     return {"ports": [{key: port.get(key) for key in keys} for port in ports]}
 
 
+def gpu_inventory_status(path, facts, sysfs_root, findings):
+    """{file, read, error, unanswered, unplaced} or None (path None: not read): the recorded
+    slots of the GPU inventory in path that no GPU answers for now (inventory_slots), which
+    health.evaluate names in its count finding; unplaced: the GPUs with no known PCI address.
+    No file: nothing named. A file that cannot be used is a warning; the checks go on."""
+    if path is None:
+        return None
+    section = {"file": path, "read": False, "error": None, "unanswered": [], "unplaced": []}
+    try:
+        record = gpu_inventory.load(path)
+    except gpu_inventory.InventoryError as error:
+        section["error"] = str(error)
+        findings.add(
+            "warning",
+            "gpu_inventory",
+            "The GPU inventory cannot be used, so a missing GPU is not named by its slot: %s%s."
+            % (
+                error,
+                " (moved away, the next gpu_inventory run starts a new one)"
+                if error.replaceable
+                else "",
+            ),
+            value=path,
+            expected="a GPU inventory",
+        )
+        return section
+    if record is None:
+        return section
+    enumerated, unplaced = inventory_slots.placed(facts["gpus"])
+    section.update(read=True, unplaced=unplaced)
+    # The PCI tree only when a recorded slot has no GPU: it tells empty from not enumerated.
+    if inventory_slots.unanswered(record, enumerated, None):
+        try:
+            on_bus = {g["pci_bus_id"] for g in pci.discover(sysfs_root, pci_ids_paths=())["gpus"]}
+        except OSError:
+            on_bus = None
+        section["unanswered"] = inventory_slots.unanswered(record, enumerated, on_bus)
+    return section
+
+
 def xid_counts(facts, events):
     """[{gpu, uuid, pci_bus_id, xid, count}] for the Xid lines of this boot, per GPU and code."""
     by_bus = {str(g.get("pci_bus_id", ""))[:10]: g for g in facts["gpus"] if g.get("pci_bus_id")}
@@ -167,15 +211,17 @@ def run(config, clock=time.time):
         report = health.verdict(facts, findings.items, [])
     else:
         remember_lost(facts, previous_status(config.status_file))
-        report = health.evaluate(facts, config.expectations)
+        slots = gpu_inventory_status(config.gpu_inventory, facts, config.sysfs_root, findings)
+        report = health.evaluate(facts, config.expectations, slots)
         findings.items.extend(report["findings"])
-        settings = _settings(config.settings_file, facts, findings)
+        settings = _settings(config.settings_file, facts, config.sysfs_root, findings)
         bmc_status = _bmc(config.bmc, findings)
         infiniband = infiniband_status(config.infiniband, findings)
         report = health.verdict(facts, findings.items, report["xid_events"])
         report["settings"] = settings
         report["bmc"] = bmc_status
         report["infiniband"] = infiniband
+        report["gpu_inventory"] = slots
     blocking = health.blocking(report["findings"], config.fail_on)
     report.update(
         format=STATUS_FORMAT,
@@ -191,6 +237,7 @@ def run(config, clock=time.time):
     report.setdefault("settings", None)
     report.setdefault("bmc", None)
     report.setdefault("infiniband", None)
+    report.setdefault("gpu_inventory", None)
     return report
 
 

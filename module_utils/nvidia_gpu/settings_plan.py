@@ -7,7 +7,7 @@ from . import locked_clocks
 from .facts import supported_clocks
 from .identity import label_of
 from .nvml import UNSUPPORTED, GpuError, NvmlCallError, compute_mode_name, pynvml
-from .selection import select
+from .selection import names_a_gpu, parse_selector, select
 
 # The order settings are applied in: persistence first so the rest sticks on an idle GPU.
 # Inside a plan values are in NVML's units (power in milliwatts); results show them as people
@@ -50,14 +50,25 @@ class Problems:
             )
 
 
-def settings_per_gpu(gpus, request):
-    """{gpu: merged settings}: the base for its selection, then each override on top."""
-    chosen = {gpu.index: dict(request["settings"]) for gpu in select(gpus, request["gpus"])}
+def settings_per_gpu(gpus, request, tolerant=False):
+    """{gpu: merged settings}: the base for its selection, then each override on top.
+
+    tolerant: a selector item that names none of gpus is passed over instead of refused (the
+    boot command re-reads a request written for the GPUs present then: a card may be gone).
+    """
+    pick = _names_present if tolerant else select
+    chosen = {gpu.index: dict(request["settings"]) for gpu in pick(gpus, request["gpus"])}
     for override in request["overrides"]:
-        for gpu in select(gpus, override["gpus"]):
+        for gpu in pick(gpus, override["gpus"]):
             chosen.setdefault(gpu.index, {}).update(override["settings"])
     by_index = {gpu.index: gpu for gpu in gpus}
     return [(by_index[index], chosen[index]) for index in sorted(chosen) if chosen[index]]
+
+
+def _names_present(gpus, selector):
+    """select, keeping only the selector items that name one of gpus."""
+    items = [item for item in parse_selector(selector) if names_a_gpu(item, gpus)]
+    return select(gpus, items) if items else []
 
 
 def _clock(gpu, problems, kind, value, allowed, memory_mhz, snap):

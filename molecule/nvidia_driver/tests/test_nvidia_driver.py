@@ -1,8 +1,10 @@
-"""State the nvidia_driver, cuda and nccl roles must leave on a simulated T180-G20 sandbox node.
+"""State the nvidia_driver, cuda and nccl roles must leave on a simulated mixed sandbox node.
 
-The node is a Debian 12 container whose PCI tree shows 4x Tesla V100-SXM2-16GB (10de:1db1): the
-roles install Debian's real non-free driver packages, but a container has no kernel of its own,
-so nothing is loaded and nvidia-persistenced stays skipped (condition, not failure).
+The node is a Debian 12 container whose PCI tree shows 2x Tesla V100-SXM2-16GB (10de:1db1) and
+2x A100 PCIe (10de:20f1): the Volta cards decide (the last branch and the proprietary modules
+that drive them). The roles install Debian's real non-free driver packages, but a container has
+no kernel of its own, so nothing is loaded and nvidia-persistenced stays skipped (condition, not
+failure).
 """
 
 import json
@@ -35,10 +37,10 @@ def newest_offered_branch(host, package):
     return max(b for b in branches if b <= 580)
 
 
-def test_selection_for_four_v100s(host):
+def test_selection_for_v100s_beside_a100s(host):
     selection = fact(host, "nvidia_driver")
     assert selection["source"] == "debian"
-    assert selection["architectures"] == ["volta"]
+    assert selection["architectures"] == ["volta", "ampere"]
     assert selection["branch"] == newest_offered_branch(host, "nvidia-kernel-dkms")
     assert selection["branch"] <= 580
     assert selection["kernel_modules"] == "proprietary"
@@ -48,7 +50,10 @@ def test_selection_for_four_v100s(host):
     assert selection["allowed_kernel_modules"] == ["proprietary"]
     reason = selection["reason"]
     branch = selection["branch"]
-    assert reason.startswith("4x Tesla V100-SXM2-16GB (volta): driver branch %d" % branch)
+    assert reason.startswith(
+        "2x Tesla V100-SXM2-16GB (volta) + 2x NVIDIA A100-PCIE-40GB (ampere): driver branch %d"
+        % branch
+    )
     assert "proprietary kernel modules" in reason
     assert "no fabric manager (no NVSwitch)" in reason
 

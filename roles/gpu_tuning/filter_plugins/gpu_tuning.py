@@ -23,8 +23,9 @@ _MODULE_UTILS = str(Path(__file__).resolve().parents[3] / "module_utils")
 if _MODULE_UTILS not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(_MODULE_UTILS)
 
+from ansible.module_utils.nvidia_gpu.boot_config import PCI_SLOT  # noqa: E402
 from ansible.module_utils.nvidia_gpu.identity import gpu_label  # noqa: E402
-from ansible.module_utils.nvidia_gpu.nvml import GpuError  # noqa: E402
+from ansible.module_utils.nvidia_gpu.nvml import UNREADABLE, UNSUPPORTED, GpuError  # noqa: E402
 from ansible.module_utils.nvidia_gpu.selection import names_a_gpu  # noqa: E402
 
 
@@ -54,12 +55,44 @@ def matching_overrides(overrides, gpus):
 
 
 def records(gpus):
-    """[{index, uuid, name}] of the GPUs that answer: what the config file records."""
-    return [
-        {"index": gpu["index"], "uuid": gpu["uuid"], "name": gpu["name"]}
-        for gpu in gpus or []
-        if not gpu.get("lost")
-    ]
+    """[{index, uuid, name, slot, serial}] of the GPUs that answer: what the config file records.
+
+    The slot (PCI address) lets the boot command tell a card that replaced the recorded one from
+    a card that does not answer; a serial NVML cannot read (unsupported, unreadable) is left out.
+    """
+    kept = []
+    for gpu in gpus or []:
+        if gpu.get("lost"):
+            continue
+        record = {"index": gpu["index"], "uuid": gpu["uuid"], "name": gpu["name"]}
+        if PCI_SLOT.match(str(gpu.get("pci_bus_id"))):
+            record["slot"] = gpu["pci_bus_id"]
+        if gpu.get("serial") not in (None, UNREADABLE, UNSUPPORTED):
+            record["serial"] = gpu["serial"]
+        kept.append(record)
+    return kept
+
+
+def gate_files(units, content, found, name):
+    """node_files entries for the start gates: each unit's drop-in directory and file (content),
+    and `absent` for every gate file found (paths) that belongs to no unit of units any more."""
+    wanted = ["/etc/systemd/system/%s.d/%s" % (unit, name) for unit in units or []]
+    entries = []
+    for path in wanted:
+        entries.append(
+            {
+                "path": path.rsplit("/", 1)[0],
+                "state": "directory",
+                "mode": "0755",
+                "owner": "root",
+                "group": "root",
+            }
+        )
+        entries.append(
+            {"path": path, "content": content, "mode": "0644", "owner": "root", "group": "root"}
+        )
+    entries.extend({"path": path, "state": "absent"} for path in found or [] if path not in wanted)
+    return entries
 
 
 def _number(value):
@@ -253,4 +286,5 @@ class FilterModule:
             "gpu_tuning_power_budget": power_budget,
             "gpu_tuning_power_supply_valid": supply_valid,
             "gpu_tuning_records": records,
+            "gpu_tuning_gate_files": gate_files,
         }

@@ -144,7 +144,7 @@ NVML_API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *
     if (uuid == NULL || device == NULL)
         return NVML_ERROR_INVALID_ARGUMENT;
     for (unsigned int s = 0; s < g_profile.ngpus; s++)
-        if (!st.gpu[s].absent && strcmp(g_profile.gpus[s].uuid, uuid) == 0)
+        if (!dev_absent(&st, s) && strcmp(g_profile.gpus[s].uuid, uuid) == 0)
             return found(&st, s, device, __func__);
     return NVML_ERROR_NOT_FOUND;
 }
@@ -161,7 +161,7 @@ NVML_API nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char *bus_id, nvmlD
         return NVML_ERROR_INVALID_ARGUMENT;
     for (unsigned int s = 0; s < g_profile.ngpus; s++) {
         const struct sim_pci *p = &g_profile.gpus[s].pci;
-        if (!st.gpu[s].absent && p->domain == domain && p->bus == bus && p->device == dev &&
+        if (!dev_absent(&st, s) && p->domain == domain && p->bus == bus && p->device == dev &&
             p->function == function)
             return found(&st, s, device, __func__);
     }

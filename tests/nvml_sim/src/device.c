@@ -42,26 +42,31 @@ static bool dev_slot(nvmlDevice_t device, unsigned int *slot)
     return *slot < g_profile.ngpus;
 }
 
+bool dev_absent(const struct sim_state *st, unsigned int slot)
+{
+    return st->gpu[slot].absent || g_profile.gpus[slot].empty;
+}
+
 bool dev_usable(const struct sim_state *st, unsigned int slot)
 {
-    return !st->gpu[slot].absent && !st->gpu[slot].lost;
+    return !dev_absent(st, slot) && !st->gpu[slot].lost;
 }
 
 unsigned int dev_present_count(const struct sim_state *st)
 {
     unsigned int n = 0;
     for (unsigned int s = 0; s < g_profile.ngpus; s++)
-        n += !st->gpu[s].absent;
+        n += !dev_absent(st, s);
     return n;
 }
 
 int dev_visible_index(const struct sim_state *st, unsigned int slot)
 {
     int index = 0;
-    if (st->gpu[slot].absent)
+    if (dev_absent(st, slot))
         return -1;
     for (unsigned int s = 0; s < slot; s++)
-        index += !st->gpu[s].absent;
+        index += !dev_absent(st, s);
     return index;
 }
 

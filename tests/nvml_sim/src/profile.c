@@ -536,5 +536,5 @@ nvmlReturn_t profile_load(struct sim_profile *p)
     fclose(f);
     ps.line++;
     ok = ok && end_section(&ps) && check_profile(&ps);
-    return ok ? NVML_SUCCESS : NVML_ERROR_UNKNOWN;
+    return ok ? hardware_load(p) : NVML_ERROR_UNKNOWN;
 }

@@ -90,6 +90,7 @@ struct sim_gpu {
     unsigned int numa_node;
     char pcie_switch[32]; /* GPUs behind the same PCIe switch share a label; empty: none */
     struct sim_link links[SIM_MAX_LINKS];
+    bool empty; /* card pulled (hardware.c): not enumerated, like an `absent` fault */
 };
 
 struct sim_profile {
@@ -109,6 +110,9 @@ struct sim_profile {
 nvmlReturn_t profile_load(struct sim_profile *p);
 const struct sim_clock_table *model_clock_table(const struct sim_model *m, unsigned int mem_mhz);
 bool model_clock_supported(const struct sim_model *m, unsigned int mem_mhz, unsigned int gfx_mhz);
+/* Applies the installed hardware changes ($NVML_SIM_HARDWARE_DIR/installed) to a parsed profile:
+   swapped cards, empty slots. NVML_ERROR_UNKNOWN when that file does not parse. */
+nvmlReturn_t hardware_load(struct sim_profile *p);
 
 /* ---- runtime state shared between processes (state.c) ---- */
 
@@ -195,6 +199,8 @@ nvmlReturn_t dev_require_root(void);
 
 nvmlDevice_t dev_handle(unsigned int slot);
 unsigned int dev_present_count(const struct sim_state *st);
+/* Not enumerated: an `absent` fault, or an empty slot. */
+bool dev_absent(const struct sim_state *st, unsigned int slot);
 /* NVML's index of a slot (absent GPUs are skipped), or -1 for an absent one. */
 int dev_visible_index(const struct sim_state *st, unsigned int slot);
 bool dev_usable(const struct sim_state *st, unsigned int slot);

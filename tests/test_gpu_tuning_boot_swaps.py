@@ -37,6 +37,16 @@ def with_old_card(gpus, slot_index, name=None):
     return [old if gpu["index"] == slot_index else gpu for gpu in gpus]
 
 
+def replacement_line(new, name, old_serial, old_uuid):
+    """The journal line for a card (as recorded_gpus gives it) that replaced a recorded V100."""
+    return (
+        "GPU 2 (%s) in slot %s is a new card (%s, serial %s, %s): it replaces Tesla "
+        "V100-SXM2-16GB, serial %s, %s; the file's settings cover it (run the gpu_tuning role "
+        "to record it)"
+        % (new["uuid"], new["slot"], name, new["serial"], new["uuid"], old_serial, old_uuid)
+    )
+
+
 def apply_with_tree(machine, path, tree, wait=30):
     return run(machine, "apply", "--config", path, "--wait", wait, "--sysfs-root", tree)
 
@@ -50,17 +60,7 @@ def test_a_replaced_card_gets_the_settings_and_is_named_at_once(machine, pci_tre
     assert result.returncode == 0, result.stderr
     assert "waiting" not in result.stdout
     assert result.stderr.splitlines() == [
-        "GPU 2 (%s) in slot %s is a new card (Tesla V100-SXM2-16GB, serial %s, %s): it replaces "
-        "Tesla V100-SXM2-16GB, serial %s, %s; the file's settings cover it (run the gpu_tuning "
-        "role to record it)"
-        % (
-            gpus[2]["uuid"],
-            gpus[2]["slot"],
-            gpus[2]["serial"],
-            gpus[2]["uuid"],
-            OLD_SERIAL,
-            OLD_UUID,
-        )
+        replacement_line(gpus[2], "Tesla V100-SXM2-16GB", OLD_SERIAL, OLD_UUID)
     ]
     assert (
         result.stdout.splitlines()[-1]
@@ -185,18 +185,7 @@ def test_a_card_swapped_in_the_simulator_is_capped_at_the_next_boot(machine, pci
     result = apply_with_tree(machine, path, tree)
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
-        "GPU 2 (%s) in slot %s is a new card (%s, serial %s, %s): it replaces Tesla "
-        "V100-SXM2-16GB, serial %s, %s; the file's settings cover it (run the gpu_tuning role "
-        "to record it)"
-        % (
-            now[2]["uuid"],
-            now[2]["slot"],
-            name,
-            now[2]["serial"],
-            now[2]["uuid"],
-            gpus[2]["serial"],
-            gpus[2]["uuid"],
-        )
+        replacement_line(now[2], name, gpus[2]["serial"], gpus[2]["uuid"])
     ]
     assert machine.state() == [HELD] * 4
 

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from conftest import MODULE_UTILS
+from test_nvidia_gpu_inventory import Node as InventoryNode
 
 sys.path.insert(0, str(MODULE_UTILS))
 from nvidia_gpu import gpu_inventory, inventory_slots
@@ -221,25 +222,15 @@ def test_the_record_is_not_changed():
 # nvidia_gpu_health with gpu_inventory, on the simulator ---------------------------------------
 
 
-class Node:
-    """The machine, its PCI tree and its inventory file, and health runs against them."""
+class Node(InventoryNode):
+    """The inventory test's node (machine, PCI tree, inventory file) with health runs."""
 
-    def __init__(self, machine):
-        self.machine = machine
-        self.sysfs = machine.root / "pci"
-        self.inventory = machine.root / "facts.d" / "gpu_inventory.fact"
-        self.rescan()
-
-    def rescan(self):
-        """The PCI tree as the node shows it now: an absent GPU is gone from it (pulled)."""
-        self.machine.cli("sysfs", self.sysfs)
+    @property
+    def inventory(self):
+        return self.path
 
     def take_inventory(self):
-        result = self.machine.module(
-            "nvidia_gpu_inventory", {"path": str(self.inventory), "sysfs_root": str(self.sysfs)}
-        )
-        assert not result.get("failed"), result
-        return result
+        return self.ok()
 
     def health(self, **options):
         args = {

@@ -189,14 +189,14 @@ def wait_for_gpus(config, wait_s, say, slots=None, clock=time.monotonic, sleep=t
     return found
 
 
-def apply_settings(config, gpus, warn, slots=None):
-    """Bring every answering GPU the file covers to its settings; returns (results, {uuid:
-    Failure}, the UUIDs given settings).
+def apply_settings(config, layout, settings, warn):
+    """Bring every answering GPU the file covers to its settings (settings: config.settings_now
+    of the GPUs' layout); returns (results, {uuid: Failure}, the UUIDs given settings).
 
     When the GPUs cannot all be set at once, each is tried on its own (warn(line) says so), so
     one failing GPU does not keep the others from their settings.
     """
-    request, uuids = config.request_for(gpus, slots)
+    request, uuids = config.request_for(layout, settings)
     if not uuids:
         return [], {}, uuids
     try:
@@ -207,7 +207,6 @@ def apply_settings(config, gpus, warn, slots=None):
             return [], {uuids[0]: failure}, uuids
         warn("applying to all GPUs at once failed (%s); trying GPU by GPU" % failure)
     results, failures = [], {}
-    settings = config.settings_now(gpus, slots)
     for uuid in uuids:
         try:
             results.extend(ensure(config.narrowed({uuid: settings[uuid]}))[1])
@@ -236,7 +235,7 @@ def plan_file(config, slots=None):
     for them (they do not fit, or NVML failed a call) or None).
     """
     found = Scan(config, slots)
-    request, uuids = config.request_for(found.gpus, slots)
+    request, uuids = config.request_for(found.layout, config.settings_now(found.layout))
     missing = {
         uuid: missing_reason(config, uuid, found.gpus, found.nvml_error) for uuid in found.missing
     }

@@ -167,8 +167,11 @@ def run_apply(path, wait_s, sysfs_root, out):
     found = boot_apply.wait_for_gpus(config, wait_s, out.info, slots)
     # New cards and empty slots are named before anything is set, so that a failure to set a new
     # card follows the line saying what it is.
-    _hardware_lines(config, found, config.settings_now(found.gpus, slots), out)
-    results, failures, covered = boot_apply.apply_settings(config, found.gpus, out.warning, slots)
+    settings = config.settings_now(found.layout)
+    _hardware_lines(config, found, settings, out)
+    results, failures, covered = boot_apply.apply_settings(
+        config, found.layout, settings, out.warning
+    )
     failures.update(boot_apply.missing_failures(config, found, wait_s))
     for result in results:
         out.info(describe(result, "set"))

@@ -80,13 +80,14 @@ class Config:
         """
         return Layout(self.recorded, gpus, slots)
 
-    def settings_now(self, gpus, slots=None):
-        """{UUID: settings in the module's option shape} of the answering GPUs the request covers.
+    def settings_now(self, layout):
+        """{UUID: settings in the module's option shape} of the answering GPUs the request covers,
+        for the GPUs present as layout (self.layout) matched them.
 
         A recorded card keeps the settings written for it; a new card gets what the request
         gives it in its slot (boot_hardware.Layout.settings).
         """
-        per_card = self.layout(gpus, slots).settings(self.normalised)
+        per_card = layout.settings(self.normalised)
         return {uuid: _option_shape(settings) for uuid, settings in per_card.items()}
 
     def narrowed(self, settings):
@@ -101,11 +102,11 @@ class Config:
             "overrides": [dict(values, gpus=[uuid]) for uuid, values in settings.items()],
         }
 
-    def request_for(self, gpus, slots=None):
-        """(what to hand to settings.ensure for the GPUs present now, the UUIDs it sets)."""
-        if self.layout(gpus, slots).unchanged() and not any(gpu.lost for gpu in gpus):
+    def request_for(self, layout, settings):
+        """(what to hand to settings.ensure for the GPUs present now, the UUIDs it sets), from
+        their layout and settings_now(layout)."""
+        if layout.unchanged():
             return self.request, list(self.targets)  # exactly what the play applied
-        settings = self.settings_now(gpus, slots)
         return self.narrowed(settings), list(settings)
 
 

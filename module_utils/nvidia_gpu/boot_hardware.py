@@ -57,6 +57,7 @@ class Layout:
     def __init__(self, recorded, gpus, slots=None):
         self.recorded = recorded
         self.answering = [gpu for gpu in gpus if not gpu.lost]
+        self.any_lost = len(self.answering) < len(gpus)
         by_uuid = {gpu.uuid.lower(): gpu for gpu in recorded}
         by_slot = {_slot(gpu): gpu for gpu in recorded if _slot(gpu)}
         present = {gpu.uuid.lower() for gpu in self.answering}
@@ -93,10 +94,14 @@ class Layout:
         ]
 
     def unchanged(self):
-        """True when the file's GPUs all answer at their recorded index and nothing is new."""
-        return all(kind == SAME for kind, _ in self.cards.values()) and {
-            (gpu.index, gpu.uuid.lower()) for gpu in self.answering
-        } == {(gpu.index, gpu.uuid.lower()) for gpu in self.recorded}
+        """True when the file's GPUs all answer at their recorded index, none is lost and
+        nothing is new."""
+        return (
+            not self.any_lost
+            and all(kind == SAME for kind, _ in self.cards.values())
+            and {(gpu.index, gpu.uuid.lower()) for gpu in self.answering}
+            == {(gpu.index, gpu.uuid.lower()) for gpu in self.recorded}
+        )
 
     def settings(self, request):
         """{uuid now: merged settings} of the answering cards the request covers.

@@ -78,14 +78,17 @@ sandbox-down: venv ## Remove the sandbox nodes
 # FAULT="2 lost" (any `nvml-sim fault` arguments) breaks a GPU after site.yml: the node's gpu-health
 # timer finds it (status file, node_exporter's /metrics), then the health play does.
 DEMO_NODE ?= sandbox-gpu1
+# ansible-playbook against the sandbox inventories; SANDBOX_CONNECTION=podman reaches the nodes
+# through `podman exec` (inventory/sandbox/group_vars/sandbox_nodes.yml).
+SANDBOX_PLAYBOOK = ansible-playbook $(if $(SANDBOX_CONNECTION),-e sandbox_connection=$(SANDBOX_CONNECTION))
 .PHONY: demo
 demo: sandbox-up ## site.yml on the sandbox node, then its validation run (FAULT="2 lost": break GPU 2)
-	ansible-playbook -i inventory/sandbox site.yml
-	ansible-playbook -i inventory/sandbox playbooks/validate.yml
+	$(SANDBOX_PLAYBOOK) -i inventory/sandbox site.yml
+	$(SANDBOX_PLAYBOOK) -i inventory/sandbox playbooks/validate.yml
 ifdef FAULT
 	podman exec $(DEMO_NODE) nvml-sim fault $(FAULT)
 	sandbox/show-health.sh $(DEMO_NODE)
-	ansible-playbook -i inventory/sandbox playbooks/health.yml
+	$(SANDBOX_PLAYBOOK) -i inventory/sandbox playbooks/health.yml
 endif
 
 # WEAK_PSU=1: the simulated 12 V supply sags under load (a corroded lug), as on the seed machine.
@@ -94,7 +97,7 @@ burn-in: sandbox-up ## A 1-minute burn-in of the sandbox node (WEAK_PSU=1: on a 
 ifdef WEAK_PSU
 	podman exec $(DEMO_NODE) nvml-sim fault psu ohm 0.008
 endif
-	ansible-playbook -i inventory/sandbox playbooks/burn-in.yml -e gpu_health_burn_in_cycles=5 \
+	$(SANDBOX_PLAYBOOK) -i inventory/sandbox playbooks/burn-in.yml -e gpu_health_burn_in_cycles=5 \
 	  -e gpu_health_burn_in_high_s=5 -e gpu_health_burn_in_low_s=5 -e gpu_health_burn_in_sustained_s=10 \
 	  || { podman exec $(DEMO_NODE) sh -c 'nvml-sim reset && systemctl restart gpu-tuning'; exit 1; }
 
@@ -104,7 +107,7 @@ CLUSTER_INVENTORY := inventory/sandbox-cluster
 .PHONY: demo-cluster
 demo-cluster: venv image sim ## A 3-node Slurm cluster of sandbox nodes: site.yml, sinfo, a 2-node DDP job
 	ansible-playbook -i $(CLUSTER_INVENTORY) sandbox/nodes.yml -e sandbox_state=started
-	ansible-playbook -i $(CLUSTER_INVENTORY) site.yml
+	$(SANDBOX_PLAYBOOK) -i $(CLUSTER_INVENTORY) site.yml
 	podman exec sandbox-ctl sinfo --Node --format '%N %T %G %f'
 	podman exec sandbox-dl1 sh -c 'cd /tmp && sbatch --wait --nodes=2 --export=ALL,GPU_NODE_PROCS=2 \
 	  /opt/gpu-node/training/gpu-ddp.sbatch --output /tmp/gpu-ddp.json'

@@ -119,7 +119,7 @@ def nodes(inventory, state):
     ansible(["-i", str(inventory), "sandbox/nodes.yml", "-e", "sandbox_state=%s" % state])
 
 
-def no_op(inventory, repeats, label, env=None, profile=False):
+def no_op(inventory, repeats, label, extra_args=(), profile=False):
     """Median seconds of repeated no-op re-runs of site.yml; each must say changed=0."""
     seconds, last = [], ""
     extra = (
@@ -132,8 +132,8 @@ def no_op(inventory, repeats, label, env=None, profile=False):
     )
     for number in range(1, repeats + 1):
         took, last = ansible(
-            ["-i", str(inventory), "site.yml"],
-            env=dict(extra, **(env or {})),
+            ["-i", str(inventory), "site.yml", *extra_args],
+            env=extra,
             log=BUILD / "bench" / ("%s-%d.log" % (label.replace(" ", "-"), number)),
         )
         changed = {host: counts[1] for host, counts in recap(last).items() if counts[1]}
@@ -188,7 +188,7 @@ def main(argv=None):
 
     say("no-op re-runs on 1 node over the podman connection")
     median, runs, _ = no_op(
-        one, args.repeats, "podman 1 node", env={"SANDBOX_CONNECTION": "podman"}
+        one, args.repeats, "podman 1 node", extra_args=("-e", "sandbox_connection=podman")
     )
     results["noop_1_node_podman_s"], results["noop_1_node_podman_runs_s"] = (
         round(median, 1),

@@ -67,6 +67,16 @@ options:
           replaced by the temporary file's path (ending in the file's name); a non-zero exit
           leaves the file as it was. Not run in check mode, as in M(ansible.builtin.copy).
         type: str
+  exclusive:
+    description:
+      - Absolute shell patterns (C(*), C(?), C([...]); C(*) skips names that start with a dot) of
+        paths this call owns. A path that matches one and is not an entry of O(files) is removed
+        after the entries, as an C(absent) entry would be, and listed in RV(files) like one.
+      - For what a role writes under names that vary (a drop-in per unit it is given), so that
+        the ones an earlier run wrote and no longer wanted go in the same call, with no search.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     description: Checks everything and reports exactly what would change; writes nothing.
@@ -89,6 +99,13 @@ EXAMPLES = r"""
       - {path: /usr/local/bin/gpu-health, state: link, src: ../lib/gpu-node/health.py}
       - {path: /etc/gpu-node/old.conf, state: absent}
   register: gpu_node_files
+
+- name: One drop-in per unit listed; those of units no longer listed are removed
+  node_files:
+    files:
+      - {path: /etc/systemd/system/slurmd.service.d, state: directory, mode: "0755"}
+      - {path: /etc/systemd/system/slurmd.service.d/gate.conf, content: "...", mode: "0644"}
+    exclusive: [/etc/systemd/system/*.d/gate.conf]
 """
 
 RETURN = r"""
@@ -109,6 +126,7 @@ files:
   sample: [{"path": /etc/a.conf, "state": file, "changed": true, "changes": [content, mode]}]
 """
 
+import glob
 import grp
 import os
 import pwd
@@ -206,6 +224,29 @@ def check_input(files):
         elif entry:
             entries.append(entry)
     return entries, errors
+
+
+def swept(patterns, entries, errors):
+    """absent entries for the paths that match patterns (exclusive) and no entry lists."""
+    if not isinstance(patterns, list):
+        errors.append("exclusive must be a list of absolute path patterns, got %r" % (patterns,))
+        return []
+    listed, found = {entry["path"] for entry in entries}, []
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not os.path.isabs(pattern) or "\0" in pattern:
+            errors.append("exclusive: %r is not an absolute path pattern" % (pattern,))
+            continue
+        matches = sorted(glob.glob(os.path.normpath(pattern)))
+        found += [path for path in matches if path not in listed and path not in found]
+    swept_entries = []
+    for path in found:
+        entry = check_entry(
+            len(entries) + len(swept_entries), {"path": path, "state": "absent"}, errors
+        )
+        if entry:
+            entry["where"] = "exclusive (%s)" % path
+            swept_entries.append(entry)
+    return swept_entries
 
 
 def record(kind, fresh, mode=None, uid=None, gid=None, target=None, size=0):
@@ -389,14 +430,19 @@ def main():
     given, entries = basic._load_params() or {}, []
     if "files" in given:
         entries, errors = check_input(given["files"])
+        if not errors:
+            entries += swept(given.get("exclusive") or [], entries, errors)
         if errors:
-            bare = AnsibleModule(argument_spec={"files": {"type": "raw"}}, supports_check_mode=True)
+            raw = {"files": {"type": "raw"}, "exclusive": {"type": "raw"}}
+            bare = AnsibleModule(argument_spec=raw, supports_check_mode=True)
             bare.fail_json(msg="; ".join(errors), **summary([], []))
     options = {key: {"type": kind} for key, kind in TYPES.items()}
     options["path"]["required"] = True
     options["state"].update(choices=list(REQUIRED), default="file")
     files = {"type": "list", "elements": "dict", "required": True, "options": options}
-    module = AnsibleModule(argument_spec={"files": files}, supports_check_mode=True)
+    exclusive = {"type": "list", "elements": "str", "default": []}
+    spec = {"files": files, "exclusive": exclusive}
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     overlay, planned, diffs, changed_paths, results = {}, [], [], [], []
 
     def fail(entry, error):

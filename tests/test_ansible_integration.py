@@ -262,7 +262,12 @@ def results(tasks, name):
 @pytest.mark.parametrize(
     ("gather", "subset", "gathered"),
     [
-        ("false", None, ["!all", "virtual"]),  # min and virtual, once, by base's platform
+        # min (only the collectors of the facts read) and virtual, once, by base's platform
+        (
+            "false",
+            None,
+            ["!all", "!min", "distribution", "platform", "service_mgr", "local", "virtual"],
+        ),
         ("true", ["!all"], ["!all", "!min", "virtual"]),  # min there: virtual only
         ("true", None, None),  # everything there: nothing gathered again
     ],
@@ -270,8 +275,9 @@ def results(tasks, name):
 def test_roles_gather_the_facts_they_read(tmp_path, gather, subset, gathered):
     status, tasks = run_roles_without_facts(tmp_path, gather, subset)
     gathers = results(tasks, GATHER_TASK)
-    # base and nvidia_driver (platform: min, virtual), cuda, nccl, gpu_tuning (min).
-    assert len(gathers) == 5
+    # base (platform: min, virtual; nvidia_driver's platform check is skipped as done), cuda,
+    # nccl, gpu_tuning (min).
+    assert len(gathers) == 4
     ran = [result for result in gathers if not result.get("skipped")]
     if gathered is None:
         assert ran == []
@@ -281,8 +287,11 @@ def test_roles_gather_the_facts_they_read(tmp_path, gather, subset, gathered):
     # What reads the facts worked with them.
     os_vars = results(tasks, "Load OS-specific variables")
     assert len(os_vars) == 4 and not any(result.get("failed") for result in os_vars)
+    # Once per host and run: base's; nvidia_driver's include is skipped.
     platform = results(tasks, "Check that the OS is one the roles support")
-    assert len(platform) == 2 and not any(result.get("failed") for result in platform)
+    assert len(platform) == 1 and not any(result.get("failed") for result in platform)
+    (second,) = results(tasks, "Check the OS and whether this host is a container")[1:]
+    assert second.get("skipped"), second
     assert results(tasks, "Tell whether this host is a container")[0]["ansible_facts"][
         "common_in_container"
     ] in (True, False)

@@ -271,6 +271,66 @@ def test_absent_removes_files_links_and_trees_and_ignores_missing_paths(tmp_path
     assert run(tmp_path, files)["changed"] is False
 
 
+def test_exclusive_removes_what_matches_and_is_not_listed_in_the_same_call(tmp_path, root):
+    for unit in ("kept.service", "gone.service", "other.service"):
+        (root / (unit + ".d")).mkdir()
+    (root / "kept.service.d/gate.conf").write_text("old\n")
+    (root / "gone.service.d/gate.conf").write_text("old\n")
+    (root / "other.service.d/own.conf").write_text("not ours\n")  # does not match
+    wanted = [
+        {"path": str(root / "new.service.d"), "state": "directory", "mode": "0755"},
+        a_file(root / "new.service.d/gate.conf", "new\n"),
+        a_file(root / "kept.service.d/gate.conf", "new\n"),
+    ]
+    args = {"files": wanted, "exclusive": [str(root / "*.d/gate.conf")]}
+    planned = run_module(tmp_path, "node_files", args, check_mode=True, diff=True)
+    result = run_module(tmp_path, "node_files", args)
+    gone = str(root / "gone.service.d/gate.conf")
+    assert planned["changed_paths"] == result["changed_paths"]
+    assert result["changed_paths"] == [
+        str(root / "new.service.d"),
+        str(root / "new.service.d/gate.conf"),
+        str(root / "kept.service.d/gate.conf"),
+        gone,
+    ]
+    assert result["files"][-1] == {
+        "path": gone,
+        "state": "absent",
+        "changed": True,
+        "changes": ["state"],
+    }
+    assert {
+        "before_header": gone,
+        "after_header": gone,
+        "before": {"state": "file"},
+        "after": {"state": "absent"},
+    } in planned["diff"]
+    assert sorted(str(path.relative_to(root)) for path in root.rglob("*.conf")) == [
+        "kept.service.d/gate.conf",
+        "new.service.d/gate.conf",
+        "other.service.d/own.conf",
+    ]
+    assert (root / "gone.service.d").is_dir()  # only the file matched
+    assert run_module(tmp_path, "node_files", args)["changed"] is False
+
+
+@pytest.mark.parametrize(
+    "exclusive, expected",
+    [
+        (["relative/*.conf"], "exclusive: 'relative/*.conf' is not an absolute path pattern"),
+        ([5], "exclusive: 5 is not an absolute path pattern"),
+        ("/etc/*.conf", "exclusive must be a list of absolute path patterns, got '/etc/*.conf'"),
+    ],
+)
+def test_bad_exclusive_pattern_is_refused_and_nothing_changes(tmp_path, root, exclusive, expected):
+    (root / "a.conf").write_text("x")
+    args = {"files": [a_file(root / "b.conf", "y")], "exclusive": exclusive}
+    result = run_module(tmp_path, "node_files", args)
+    assert result["failed"] and expected in result["msg"], result
+    assert "Traceback" not in result["msg"]
+    assert sorted(os.listdir(root)) == ["a.conf"]
+
+
 def test_later_entries_see_what_earlier_ones_removed_and_recreated(tmp_path, root):
     (root / "old/stale").mkdir(parents=True)
     files = [

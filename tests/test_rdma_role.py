@@ -82,7 +82,7 @@ def test_check_mode_shows_every_file_and_writes_none(tmp_path, root):
     assert {"MTUBytes=4092", "Address=fd00:10::11/64", "Mode=datagram"} <= set(ib1)
     opensm = written(tasks["Write opensm's configuration"])
     assert lines(opensm["/etc/opensm/opensm.conf"]) == ["sm_priority 7"]
-    limits = written(tasks["Allow unlimited locked memory for logins (pam_limits)"])
+    limits = written(tasks["Write the locked-memory limits for logins and services"])
     assert (
         "*       hard    memlock     unlimited" in limits["/etc/security/limits.d/90-memlock.conf"]
     )

@@ -50,8 +50,14 @@ def test_inventory_and_node_creator_name_the_same_key_and_connection():
     assert NODE_VARS["ansible_ssh_private_key_file"] == (
         "{{ inventory_dir }}/../../.cache/sandbox-ssh/id_ed25519"
     )
-    assert SANDBOX_VARS["sandbox_connection"] == NODE_VARS["sandbox_connection"]
-    assert "'SANDBOX_CONNECTION'" in NODE_VARS["sandbox_connection"]
+    # SSH unless SANDBOX_CONNECTION says podman: the node creator and molecule read the variable,
+    # the Makefile passes it to the inventory's plays as -e sandbox_connection (a plain value).
+    assert "'SANDBOX_CONNECTION'" in SANDBOX_VARS["sandbox_connection"]
+    assert "default('ssh', true)" in SANDBOX_VARS["sandbox_connection"]
+    assert NODE_VARS["sandbox_connection"] == "ssh"
+    makefile = (PROJECT / "Makefile").read_text()
+    assert "-e sandbox_connection=$(SANDBOX_CONNECTION)" in makefile
+    assert "\tansible-playbook -i inventory/sandbox" not in makefile  # all through SANDBOX_PLAYBOOK
     assert NODE_VARS["ansible_user"] == "root"
 
 

@@ -11,6 +11,16 @@ COMMAND = "/usr/local/sbin/gpu-tuning"
 V100_DEFAULTS = {"power_limit_mw": 300000, "app_clocks": [877, 1312], "graphics_clock": 1312}
 
 
+def gate_of(unit):
+    return "/etc/systemd/system/%s.d/gpu-tuning-gate.conf" % unit
+
+
+def gates(host):
+    """The start gates on the node."""
+    found = host.check_output("find /etc/systemd/system -name gpu-tuning-gate.conf")
+    return sorted(found.split())
+
+
 def column(gpus, key):
     return [gpu[key] for gpu in gpus]
 

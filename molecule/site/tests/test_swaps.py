@@ -6,6 +6,8 @@ swap: health and a short burn-in included). A pulled card is not waited for at b
 stay capped, and site.yml names the slot and fails on the missing GPU."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from node_gpus import read_back
@@ -79,6 +81,9 @@ def test_site_again_changes_nothing(host):
     assert run.returncode == 0, run.stdout[-3000:]
     assert "changed=0" in recap(run.stdout, NODE), recap(run.stdout, NODE)
     assert hardware_changes(run.stdout, NODE)["drift"] == []
+    # The controller's copy (fetched only when it differs) is the node's file, byte for byte.
+    copy = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"], "reports", NODE, "gpu-inventory.json")
+    assert copy.read_text() == host.file(INVENTORY).content_string
 
 
 def test_a_larger_model_through_replace_gpu(host, before):

@@ -73,9 +73,9 @@ def records(gpus):
     return kept
 
 
-def gate_files(units, content, found, name):
-    """node_files entries for the start gates: each unit's drop-in directory and file (content),
-    and `absent` for every gate file found (paths) that belongs to no unit of units any more."""
+def gate_files(units, content, name):
+    """node_files entries for the start gates: each unit's drop-in directory and file (content).
+    The role removes the others with node_files' exclusive."""
     wanted = ["/etc/systemd/system/%s.d/%s" % (unit, name) for unit in units or []]
     entries = []
     for path in wanted:
@@ -91,7 +91,6 @@ def gate_files(units, content, found, name):
         entries.append(
             {"path": path, "content": content, "mode": "0644", "owner": "root", "group": "root"}
         )
-    entries.extend({"path": path, "state": "absent"} for path in found or [] if path not in wanted)
     return entries
 
 

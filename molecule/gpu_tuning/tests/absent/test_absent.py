@@ -1,6 +1,6 @@
 """After gpu_tuning_state absent: every GPU at its own defaults, nothing left to re-apply them."""
 
-from gpu_tuning_node import COMMAND, CONFIG, UNIT, UNIT_PATH, V100_DEFAULTS, column
+from gpu_tuning_node import COMMAND, CONFIG, UNIT, UNIT_PATH, V100_DEFAULTS, column, gates
 from node_gpus import PYTHON
 
 
@@ -18,6 +18,7 @@ def test_persistence_is_left_to_nvidia_persistenced(gpus):
 def test_unit_command_and_config_are_gone(host):
     for path in (UNIT_PATH, COMMAND, CONFIG):
         assert not host.file(path).exists, path
+    assert gates(host) == []
     assert host.run("systemctl is-enabled %s" % UNIT).rc != 0
     assert "ActiveState=inactive" in host.check_output("systemctl show -p ActiveState %s" % UNIT)
 

@@ -1,7 +1,15 @@
 """After quiet -> custom 250 W (GPU 3: 220 W): only the power limits moved, the file and the
 unit follow."""
 
-from gpu_tuning_node import CONFIG, column, journal_of_current_run, read_config, unit_properties
+from gpu_tuning_node import (
+    CONFIG,
+    column,
+    gate_of,
+    gates,
+    journal_of_current_run,
+    read_config,
+    unit_properties,
+)
 
 
 def test_only_the_power_limits_changed(gpus, locks):
@@ -26,3 +34,7 @@ def test_unit_was_restarted_and_found_nothing_left_to_do(host):
     lines = journal_of_current_run(host)
     assert sum("already as configured" in line for line in lines) == 4, lines
     assert "4 of 4 GPU(s) hold the settings of %s (profile custom)" % CONFIG in lines
+
+
+def test_the_gate_follows_the_list_of_units(host):
+    assert gates(host) == [gate_of("gpu-batch.service")]  # gpu-job.service's went

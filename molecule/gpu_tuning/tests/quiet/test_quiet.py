@@ -6,6 +6,8 @@ from gpu_tuning_node import (
     UNIT,
     UNIT_PATH,
     column,
+    gate_of,
+    gates,
     journal_of_current_run,
     read_config,
     unit_properties,
@@ -71,3 +73,33 @@ def test_unit_is_enabled_active_and_verifies(host):
 def test_unit_ran_the_command_successfully(host):
     lines = journal_of_current_run(host)
     assert "4 of 4 GPU(s) hold the settings of %s (profile quiet)" % CONFIG in lines
+
+
+JOB_UNIT = "/etc/systemd/system/gpu-job.service"
+# GPU 0 taken off the quiet profile's 200 W by hand, as a driver reload would reset it.
+SET_GPU0_TO_250_W = (
+    "%s -c 'import pynvml as n; n.nvmlInit(); "
+    "n.nvmlDeviceSetPowerManagementLimit(n.nvmlDeviceGetHandleByIndex(0), 250000)'" % PYTHON
+)
+
+
+def test_gated_unit_starts_only_while_the_gpus_hold_the_settings(host):
+    assert gates(host) == [gate_of("gpu-job.service")]
+    gate = host.file(gate_of("gpu-job.service")).content_string
+    assert "ExecStartPre=%s check --held %s" % (COMMAND, CONFIG) in gate
+    assert "After=%s" % UNIT in gate
+    host.check_output(
+        "printf '[Service]\\nType=oneshot\\nExecStart=/bin/true\\n' > %s && systemctl daemon-reload"
+        % JOB_UNIT
+    )
+    try:
+        assert host.run("systemctl start gpu-job.service").rc == 0
+        host.check_output(SET_GPU0_TO_250_W)
+        refused = host.run("systemctl start gpu-job.service")
+        assert refused.rc != 0, refused.stdout
+        journal = host.check_output("journalctl --no-pager -o cat -u gpu-job.service")
+        assert "1 GPU(s) do not hold the settings of %s: GPU 0" % CONFIG in journal, journal
+    finally:
+        host.check_output("systemctl restart %s" % UNIT)  # back to 200 W for the next steps
+        host.check_output("rm -f %s && systemctl daemon-reload" % JOB_UNIT)
+    assert host.run("systemctl start gpu-job.service").rc != 0  # no unit file: not started

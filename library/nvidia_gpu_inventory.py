@@ -164,7 +164,7 @@ from ansible.module_utils.nvidia_gpu.gpu_inventory import (
     reconcile,
 )
 from ansible.module_utils.nvidia_gpu.nvml import GpuError
-from ansible.module_utils.nvidia_gpu.pci import SYSFS_PCI_DEVICES, discover
+from ansible.module_utils.nvidia_gpu.pci import SYSFS_PCI_DEVICES, gpu_addresses
 
 # A damaged file is shown in the diff up to this size; the inventory itself stays far below it.
 DIFF_MAX_BYTES = 256 * 1024
@@ -202,14 +202,13 @@ def damaged_text(path):
 def pci_slots(module, sysfs_root):
     """The addresses of the GPUs in the PCI tree; None (with a warning) when it is unreadable."""
     try:
-        found = discover(sysfs_root, pci_ids_paths=())
+        return set(gpu_addresses(sysfs_root))
     except OSError as error:
         module.warn(
             "%s; without the PCI tree a GPU that NVML does not list cannot be told removed from "
             "fallen off the bus, so none is reported missing" % error
         )
         return None
-    return {gpu["pci_bus_id"] for gpu in found["gpus"]}
 
 
 def main():

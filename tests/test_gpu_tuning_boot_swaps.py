@@ -103,6 +103,10 @@ def test_settings_that_do_not_fit_the_new_model_fail_the_command(machine, pci_tr
     assert limits == [280000, 280000, 250000, 250000]  # GPU 2 kept its own default
     held = run(machine, "check", "--held", "--sysfs-root", machine.root / "pci", path)
     assert held.returncode != 0, held.stdout
+    # check names the card as apply does: covered by the file, its settings do not fit it.
+    named = [line for line in held.stderr.splitlines() if "is a new card (NVIDIA A100" in line]
+    assert len(named) == 1 and "the file's settings cover it" in named[0], held.stderr
+    assert "not valid for the GPUs of this machine" in held.stderr, held.stderr
 
 
 def test_an_empty_slot_is_named_and_not_waited_for(machine, pci_tree):

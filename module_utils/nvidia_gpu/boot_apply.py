@@ -230,9 +230,10 @@ def missing_failures(config, found, wait_s):
 def plan_file(config, slots=None):
     """Check the file against the GPUs here in check mode, changing nothing.
 
-    Returns (the Scan, {uuid: why it does not answer}, the check-mode results of the GPUs the
-    file covers or None when none answers, the Failure saying why the settings cannot be planned
-    for them (they do not fit, or NVML failed a call) or None).
+    Returns (the Scan, {uuid: why it does not answer}, the UUIDs the file covers now (as
+    apply_settings gives them), the check-mode results of those GPUs or None when none answers,
+    the Failure saying why the settings cannot be planned for them (they do not fit, or NVML
+    failed a call) or None).
     """
     found = Scan(config, slots)
     request, uuids = config.request_for(found.layout, config.settings_now(found.layout))
@@ -240,8 +241,8 @@ def plan_file(config, slots=None):
         uuid: missing_reason(config, uuid, found.gpus, found.nvml_error) for uuid in found.missing
     }
     if not uuids:
-        return found, missing, None, None
+        return found, missing, uuids, None, None
     try:
-        return found, missing, ensure(request, check_mode=True)[1], None
+        return found, missing, uuids, ensure(request, check_mode=True)[1], None
     except (GpuError, *NVML_ERRORS) as error:
-        return found, missing, None, failure_of(error)
+        return found, missing, uuids, None, failure_of(error)

@@ -207,10 +207,10 @@ def run_check(path, structure_only, held, sysfs_root, out):
     out.info("%s: valid; settings for %d GPU(s)" % (path, len(config.targets)))
     if structure_only:
         return EXIT_OK
-    found, missing, results, failure = boot_apply.plan_file(
+    # A card the file covers is named as covered also when its settings do not fit it.
+    found, missing, covered, results, failure = boot_apply.plan_file(
         config, boot_hardware.gpu_slots(sysfs_root)
     )
-    covered = [result["uuid"] for result in results or []]
     _hardware_lines(config, found, covered, out)
     for uuid, reason in missing.items():
         out.error("%s: does not answer: %s" % (boot_apply.label(config, uuid), reason))

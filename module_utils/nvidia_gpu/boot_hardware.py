@@ -36,10 +36,9 @@ def gpu_slots(sysfs_root):
     container) means nothing may be concluded from it: every GPU of the file is waited for.
     """
     try:
-        found = pci.discover(sysfs_root, pci_ids_paths=())
+        return set(pci.gpu_addresses(sysfs_root)) or None
     except OSError:
         return None
-    return {gpu["pci_bus_id"] for gpu in found["gpus"]} or None
 
 
 def _slot(gpu):

@@ -169,7 +169,7 @@ def place_lost(per_gpu, sysfs_root):
     if not any(f["lost"] and "pci_bus_id" not in f for f in per_gpu):
         return
     try:
-        on_bus = [g["pci_bus_id"] for g in pci.discover(sysfs_root, pci_ids_paths=())["gpus"]]
+        on_bus = pci.gpu_addresses(sysfs_root)
     except OSError:
         return  # no PCI tree to go by: the Xid lines then name the address only
     if len(on_bus) != len(per_gpu):

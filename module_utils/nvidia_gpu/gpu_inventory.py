@@ -368,7 +368,9 @@ def _check_card(card, path, departed=False):
 def _check_record(record):
     _keys(record, (), ("format", "created", "last_changed", "slots", "history"))
     if record["format"] != FORMAT:
-        raise _Wrong(("format",), "%s is not format %d" % (strict_json.shown(record["format"]), 1))
+        raise _Wrong(
+            ("format",), "%s is not format %d" % (strict_json.shown(record["format"]), FORMAT)
+        )
     for key in ("created", "last_changed"):
         _text(record[key], (key,), TIMESTAMP)
     if not isinstance(record["slots"], dict):

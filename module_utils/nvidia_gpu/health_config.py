@@ -111,9 +111,7 @@ def infiniband_section(value):
 def gpu_inventory_file(value):
     """None, or the absolute path of the GPU inventory file (gpu_inventory.py) whose slots name
     a missing GPU; the file itself is read at each run (absent or damaged: no slot names)."""
-    if value is None:
-        return None
-    _absolute("gpu_inventory", value)
+    _absolute("gpu_inventory", value, optional=True)
     return value
 
 

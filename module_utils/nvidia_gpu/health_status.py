@@ -42,7 +42,7 @@ def _settings(path, facts, sysfs_root, findings):
         findings.add("warning", "settings", "declared settings not checked: %s." % error)
         return {"file": path, "hold": None, "gpus": []}
     # The PCI tree tells a pulled card (named by the inventory check) from one that is missing.
-    _found, missing, results, failure = boot_apply.plan_file(
+    _found, missing, _covered, results, failure = boot_apply.plan_file(
         config, boot_hardware.gpu_slots(sysfs_root)
     )
     by_uuid = {g.get("uuid"): g for g in facts["gpus"]}
@@ -143,7 +143,7 @@ def gpu_inventory_status(path, facts, sysfs_root, findings):
     # The PCI tree only when a recorded slot has no GPU: it tells empty from not enumerated.
     if inventory_slots.unanswered(record, enumerated, None):
         try:
-            on_bus = {g["pci_bus_id"] for g in pci.discover(sysfs_root, pci_ids_paths=())["gpus"]}
+            on_bus = set(pci.gpu_addresses(sysfs_root))
         except OSError:
             on_bus = None
         section["unanswered"] = inventory_slots.unanswered(record, enumerated, on_bus)

@@ -198,6 +198,14 @@ def discover(root=SYSFS_PCI_DEVICES, pci_ids_paths=PCI_IDS_PATHS):
     }
 
 
+def gpu_addresses(root=SYSFS_PCI_DEVICES):
+    """The PCI addresses of the NVIDIA GPUs under root, in bus order (OSError: unreadable).
+
+    What the boot command, the health check and the inventory ask of the tree: which slots hold
+    a GPU, to tell an empty slot from a GPU the driver no longer enumerates."""
+    return [gpu["pci_bus_id"] for gpu in discover(root, pci_ids_paths=())["gpus"]]
+
+
 def _arch_sort_key(arch):
     index = models.arch_index(arch)
     return (index < 0, index, arch)

@@ -5,12 +5,14 @@ Prints, from one run, side by side (medians of --repeats runs):
   - the first converge of site.yml on 1 fresh node, and its no-op re-run over SSH;
   - the same no-op re-run over the podman connection (`podman exec`, the fallback);
   - the no-op re-run on --nodes nodes at once (forks 10), and how that compares with 1 node;
+  - the least that re-run can take here: the nodes are containers on this machine, so N nodes
+    need N times the CPU time (all processes) of the 1-node re-run, spread over its cores;
   - the 10 slowest tasks of the 1-node no-op re-run (ansible.posix.profile_tasks).
 
 A benchmark, not a test: it asserts nothing but that every re-run says changed=0 (otherwise the
 figure would not be a no-op's). Its nodes are its own (bench-gpu1..N on the sandbox network, from
-.21 up), removed at the end unless --keep. `make bench` runs it; it takes about 25 minutes on 2
-cores, most of it the first converges. Results also go to build/bench/site.json.
+.21 up), removed at the end unless --keep. `make bench` runs it; it took 18 minutes on 2 cores
+(2026-12-02), most of it the first converges, and needs about 9 GB of free disk per node. Results also go to build/bench/site.json.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +40,9 @@ FIRST_ADDRESS = 21  # .21 and up: below the network's dynamic range, apart from 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 PROFILE_LINE = re.compile(r"^(.*?) -+ (\d+\.\d+)s$")
 STARTED = time.monotonic()
+# What one converged node holds in podman's storage (2026-12-02: 8.4 GB, 5 GB of it Debian's CUDA
+# libraries, 1.6 GB the stacks' virtualenvs), with some room for the run's own files.
+NODE_DISK_GB = 9
 
 
 def say(message):
@@ -115,13 +121,40 @@ def slowest_tasks(output, count=10):
     ]
 
 
+def check_disk(count):
+    """Stop before starting count nodes that would fill podman's storage mid-converge."""
+    graph_root = subprocess.run(
+        ["podman", "info", "--format", "{{.Store.GraphRoot}}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    free_gb = shutil.disk_usage(graph_root).free / 1e9
+    if free_gb < count * NODE_DISK_GB:
+        sys.exit(
+            "%d bench nodes need about %d GB free under %s (about %d GB each once converged); "
+            "%.0f GB are free: free some (make sandbox-down, make cluster-down) or pass fewer "
+            "--nodes" % (count, count * NODE_DISK_GB, graph_root, NODE_DISK_GB, free_gb)
+        )
+
+
+def busy_cpu_s():
+    """CPU seconds this machine has been busy (all cores, every process: the controller and the
+    sandbox nodes' own processes alike), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def nodes(inventory, state):
     ansible(["-i", str(inventory), "sandbox/nodes.yml", "-e", "sandbox_state=%s" % state])
 
 
 def no_op(inventory, repeats, label, extra_args=(), profile=False):
-    """Median seconds of repeated no-op re-runs of site.yml; each must say changed=0."""
-    seconds, last = [], ""
+    """Repeated no-op re-runs of site.yml, each must say changed=0: (median seconds, each run's
+    seconds, the last run's output, median CPU seconds the machine was busy during a run)."""
+    seconds, cpu_seconds, last = [], [], ""
     extra = (
         {
             "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
@@ -131,22 +164,24 @@ def no_op(inventory, repeats, label, extra_args=(), profile=False):
         else {}
     )
     for number in range(1, repeats + 1):
+        cpu_before_s = busy_cpu_s()
         took, last = ansible(
             ["-i", str(inventory), "site.yml", *extra_args],
             env=extra,
             log=BUILD / "bench" / ("%s-%d.log" % (label.replace(" ", "-"), number)),
         )
+        cpu_seconds.append(busy_cpu_s() - cpu_before_s)
         changed = {host: counts[1] for host, counts in recap(last).items() if counts[1]}
         if changed:
             sys.exit(
                 "%s re-run %d changed something, so it is no no-op: %s" % (label, number, changed)
             )
         say(
-            "  %s: re-run %d of %d took %.1f s (changed=0 on %d node(s))"
-            % (label, number, repeats, took, len(recap(last)))
+            "  %s: re-run %d of %d took %.1f s, %.1f CPU s (changed=0 on %d node(s))"
+            % (label, number, repeats, took, cpu_seconds[-1], len(recap(last)))
         )
         seconds.append(took)
-    return statistics.median(seconds), seconds, last
+    return statistics.median(seconds), seconds, last, statistics.median(cpu_seconds)
 
 
 def main(argv=None):
@@ -167,6 +202,7 @@ def main(argv=None):
 
     say("removing bench nodes left from an earlier run")
     nodes(many, "absent")
+    check_disk(args.nodes)
     say("starting 1 fresh node")
     nodes(one, "started")
     say("first converge of site.yml on 1 node (minutes: packages, the NCCL wheel, the runtime)")
@@ -178,7 +214,8 @@ def main(argv=None):
     say("  took %.1f s, changed=%d" % (took, results["first_converge_1_node_changed"]))
 
     say("no-op re-runs on 1 node over SSH")
-    median, runs, output = no_op(one, args.repeats, "ssh 1 node", profile=True)
+    median, runs, output, cpu_s = no_op(one, args.repeats, "ssh 1 node", profile=True)
+    results["noop_1_node_ssh_cpu_s"] = round(cpu_s, 1)
     results["noop_1_node_ssh_s"], results["noop_1_node_ssh_runs_s"] = (
         round(median, 1),
         [round(s, 1) for s in runs],
@@ -187,7 +224,7 @@ def main(argv=None):
     results["slowest_tasks"] = slowest_tasks(output)
 
     say("no-op re-runs on 1 node over the podman connection")
-    median, runs, _ = no_op(
+    median, runs, _, _ = no_op(
         one, args.repeats, "podman 1 node", extra_args=("-e", "sandbox_connection=podman")
     )
     results["noop_1_node_podman_s"], results["noop_1_node_podman_runs_s"] = (
@@ -204,7 +241,7 @@ def main(argv=None):
     say("  took %.1f s" % took)
 
     say("no-op re-runs on %d nodes over SSH" % args.nodes)
-    median, runs, _ = no_op(many, args.repeats, "ssh %d nodes" % args.nodes)
+    median, runs, _, _ = no_op(many, args.repeats, "ssh %d nodes" % args.nodes)
     results["noop_many_nodes_ssh_s"], results["noop_many_nodes_ssh_runs_s"] = (
         round(median, 1),
         [round(s, 1) for s in runs],
@@ -253,6 +290,21 @@ def report(results):
     print(
         "  %-44s %8.1f s  (%.2fx the 1-node time)"
         % ("no-op re-run, %d nodes, SSH, forks 10" % results["nodes"], many, many / one)
+    )
+    # The sandbox nodes run on this machine's cores: N nodes cannot take less than N times one
+    # node's CPU time spread over all cores, whatever the forks.
+    cpu_s = results["noop_1_node_ssh_cpu_s"]
+    floor_s = results["nodes"] * cpu_s / results["cores"]
+    print(
+        "  %-44s %8.1f s  (%d nodes x %.1f CPU s of a 1-node re-run / %d cores, %.2fx)"
+        % (
+            "  least possible, %d nodes on these cores" % results["nodes"],
+            floor_s,
+            results["nodes"],
+            cpu_s,
+            results["cores"],
+            floor_s / one,
+        )
     )
     print()
     print("Slowest tasks of the 1-node no-op re-run (SSH):")

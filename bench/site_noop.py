@@ -12,7 +12,8 @@ Prints, from one run, side by side (medians of --repeats runs):
 A benchmark, not a test: it asserts nothing but that every re-run says changed=0 (otherwise the
 figure would not be a no-op's). Its nodes are its own (bench-gpu1..N on the sandbox network, from
 .21 up), removed at the end unless --keep. `make bench` runs it; it took 18 minutes on 2 cores
-(2026-12-02), most of it the first converges, and needs about 9 GB of free disk per node. Results also go to build/bench/site.json.
+(2026-12-02), most of it the first converges, and needs about 9 GB of free disk per node. Results
+also go to build/bench/site.json.
 """
 
 from __future__ import annotations

@@ -244,7 +244,7 @@ def leave(code):
     Even after destroy_process_group, the teardown destroys gloo's transport threads, and one
     still joinable aborts the process (SIGABRT, "terminate called without an active exception")
     after the job passed: torchrun then fails it and stops the other node's ranks. Seen about once
-    in 10 jobs on a busy 2-core machine. Nothing is left to do at exit but flushing the output.
+    in 5 jobs on a 2-core machine kept busy. Nothing is left to do at exit but flushing the output.
     """
     sys.stdout.flush()
     sys.stderr.flush()

@@ -243,15 +243,19 @@ def parser(prog, default_config):
     )
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    apply = commands.add_parser("apply", help="apply the file, waiting for its GPUs first")
-    apply.add_argument("--config", default=default_config, help="default: %(default)s")
-    apply.add_argument(
+    # Both commands look at the slots of the file's GPUs.
+    slots = argparse.ArgumentParser(add_help=False)
+    slots.add_argument(
         "--sysfs-root",
         default=pci.SYSFS_PCI_DEVICES,
         metavar="DIR",
         help="the PCI device tree, which tells an empty slot from a GPU that answers late "
         "(default: %(default)s)",
     )
+    apply = commands.add_parser(
+        "apply", parents=[slots], help="apply the file, waiting for its GPUs first"
+    )
+    apply.add_argument("--config", default=default_config, help="default: %(default)s")
     apply.add_argument(
         "--wait",
         type=seconds,
@@ -261,7 +265,9 @@ def parser(prog, default_config):
         "(default: %%(default)s)" % WAIT_RANGE_S,
     )
     check = commands.add_parser(
-        "check", help="validate a file and show what applying it would change (changes nothing)"
+        "check",
+        parents=[slots],
+        help="validate a file and show what applying it would change (changes nothing)",
     )
     check.add_argument("config", nargs="?", default=default_config, metavar="FILE")
     check.add_argument(
@@ -274,9 +280,6 @@ def parser(prog, default_config):
         action="store_true",
         help="also fail (status 1) when a GPU the file covers does not hold its settings now: "
         "for units that must start only on GPUs that do (ExecStartPre=)",
-    )
-    check.add_argument(
-        "--sysfs-root", default=pci.SYSFS_PCI_DEVICES, metavar="DIR", help="default: %(default)s"
     )
     return top
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from . import pci
 from .boot_hardware import Layout
 from .device import Gpu
 from .nvml import GpuError
@@ -36,8 +37,6 @@ MAX_TEXT_CHARS = 4096
 MAX_NUMBER_DIGITS = 20
 MAX_GPU_INDEX = 1023
 GPU_UUID = re.compile(r"(?:GPU|MIG)-[0-9A-Za-z][0-9A-Za-z/-]*\Z", re.IGNORECASE)
-# A PCI address as sysfs spells it (device.normalise_bus_id): domain:bus:device.function.
-PCI_SLOT = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\Z")
 MAX_SERIAL_CHARS = 64
 # Characters that would break a journal line or cannot be written out: C0/C1 controls, line and
 # paragraph separators (str.splitlines splits there), unpaired surrogates (a \\udcff escape).
@@ -160,7 +159,7 @@ def _gpu_entry(where, entry):
     if entry.get("name") is not None and not isinstance(entry["name"], str):
         raise GpuError("%s.name %s must be text (the GPU's model)" % (where, shown(entry["name"])))
     slot = entry.get("slot")
-    if slot is not None and not (isinstance(slot, str) and PCI_SLOT.match(slot)):
+    if slot is not None and not (isinstance(slot, str) and pci.SLOT.match(slot)):
         raise GpuError(
             "%s.slot %s is not a PCI address; allowed: domain:bus:device.function in lowercase "
             "hex, as sysfs spells it (0000:1a:00.0)" % (where, shown(slot))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from . import pci
 from .device import Gpu
-from .identity import UNKNOWN, gpu_label
+from .identity import NOT_AN_IDENTITY, UNKNOWN, gpu_label
 from .settings_plan import settings_per_gpu
 
 # Indices given to cards in slots the file does not know while the request is read again: past
@@ -141,7 +141,7 @@ def describe_card(gpu, serial=None):
 
 
 def _serial_text(serial):
-    return "serial %s" % serial if serial and serial not in (UNKNOWN, "unsupported") else None
+    return "serial %s" % serial if serial not in NOT_AN_IDENTITY else None
 
 
 def new_card_line(gpu, kind, old, covered):

@@ -42,7 +42,9 @@ import os
 import re
 
 from . import strict_json
-from .nvml import UNREADABLE, UNSUPPORTED, GpuError
+from .identity import NOT_AN_IDENTITY
+from .nvml import UNREADABLE, GpuError
+from .pci import SLOT
 
 FORMAT = 1
 DEFAULT_HISTORY_MAX = 200
@@ -74,10 +76,7 @@ RECORDED_KINDS = (
     *(kind for _field, _label, kind, _unit in DETAIL_FIELDS),
 )
 PRESENT_ONLY_KINDS = ("not_answering", "unidentified", "unplaced")
-SLOT = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\Z")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
-# Values that identify nothing: a serial a GeForce does not have, a read that failed.
-NOT_AN_IDENTITY = (UNSUPPORTED, UNREADABLE, "unknown", "", None)
 
 
 class InventoryError(GpuError):
@@ -245,8 +244,10 @@ def reconcile(previous, gpus, pci_slots, now, history_max=DEFAULT_HISTORY_MAX):
         if card is not None:
             card = dict(card)
             if change and change["kind"] in ("added", "replaced", "model_changed"):
-                earlier = _first_seen_elsewhere(recorded, card["uuid"], slot)
-                card["first_seen"] = earlier or now
+                other = was_at.get(card["uuid"])  # a card moved here keeps its first_seen
+                card["first_seen"] = (
+                    recorded[other]["first_seen"] if other not in (None, slot) else now
+                )
             card.setdefault("first_seen", now)
             slots[slot] = card
             if change and change["after"] is not None:
@@ -268,13 +269,6 @@ def reconcile(previous, gpus, pci_slots, now, history_max=DEFAULT_HISTORY_MAX):
         "history": history,
     }
     return record, changes, [change["line"] for change in changes]
-
-
-def _first_seen_elsewhere(recorded, uuid, slot):
-    for other, card in recorded.items():
-        if other != slot and card["uuid"] == uuid and uuid not in NOT_AN_IDENTITY:
-            return card["first_seen"]
-    return None
 
 
 def _event(change, now):

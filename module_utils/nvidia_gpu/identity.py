@@ -6,8 +6,12 @@ message names a GPU the same way, whichever of them it starts from.
 
 from __future__ import annotations
 
+from .nvml import UNREADABLE, UNSUPPORTED
+
 # What device.Gpu holds for an identity it could not read.
 UNKNOWN = "unknown"
+# Values that identify nothing: a serial a GeForce does not have, a read that failed.
+NOT_AN_IDENTITY = (UNSUPPORTED, UNREADABLE, UNKNOWN, "", None)
 
 
 def fields(gpu):
@@ -19,10 +23,7 @@ def fields(gpu):
 
 def gpu_label(index, uuid=None, name=None):
     """'GPU 0', 'GPU 0 (GPU-...)' or 'GPU 0 (Tesla V100-SXM2-16GB, GPU-...)'."""
-    # Facts spell values NVML could not give as "unreadable" / "unsupported": not a name.
-    known = [
-        part for part in (name, uuid) if part and part not in (UNKNOWN, "unreadable", "unsupported")
-    ]
+    known = [part for part in (name, uuid) if part not in NOT_AN_IDENTITY]
     return "GPU %d (%s)" % (index, ", ".join(known)) if known else "GPU %d" % index
 
 

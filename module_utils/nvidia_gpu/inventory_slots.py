@@ -14,7 +14,8 @@ Standard library and the nvidia_gpu package only, Python 3.8+, no NVML.
 
 from __future__ import annotations
 
-from .gpu_inventory import SLOT, card_id, same_card
+from .gpu_inventory import card_id, same_card
+from .pci import SLOT
 
 EMPTY = "empty"
 NOT_ENUMERATED = "not_enumerated"

@@ -14,6 +14,8 @@ import re
 from . import models
 
 SYSFS_PCI_DEVICES = "/sys/bus/pci/devices"
+# A PCI address as sysfs spells it (device.normalise_bus_id): domain:bus:device.function.
+SLOT = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\Z")
 # Where distributions keep pci.ids (pciutils / hwdata / pci.ids packages).
 PCI_IDS_PATHS = (
     "/usr/share/misc/pci.ids",

@@ -23,9 +23,9 @@ _MODULE_UTILS = str(Path(__file__).resolve().parents[3] / "module_utils")
 if _MODULE_UTILS not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(_MODULE_UTILS)
 
-from ansible.module_utils.nvidia_gpu.boot_config import PCI_SLOT  # noqa: E402
-from ansible.module_utils.nvidia_gpu.identity import gpu_label  # noqa: E402
-from ansible.module_utils.nvidia_gpu.nvml import UNREADABLE, UNSUPPORTED, GpuError  # noqa: E402
+from ansible.module_utils.nvidia_gpu.identity import NOT_AN_IDENTITY, gpu_label  # noqa: E402
+from ansible.module_utils.nvidia_gpu.nvml import GpuError  # noqa: E402
+from ansible.module_utils.nvidia_gpu.pci import SLOT  # noqa: E402
 from ansible.module_utils.nvidia_gpu.selection import names_a_gpu  # noqa: E402
 
 
@@ -65,9 +65,9 @@ def records(gpus):
         if gpu.get("lost"):
             continue
         record = {"index": gpu["index"], "uuid": gpu["uuid"], "name": gpu["name"]}
-        if PCI_SLOT.match(str(gpu.get("pci_bus_id"))):
+        if SLOT.match(str(gpu.get("pci_bus_id"))):
             record["slot"] = gpu["pci_bus_id"]
-        if gpu.get("serial") not in (None, UNREADABLE, UNSUPPORTED):
+        if gpu.get("serial") not in NOT_AN_IDENTITY:
             record["serial"] = gpu["serial"]
         kept.append(record)
     return kept

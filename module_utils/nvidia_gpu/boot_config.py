@@ -225,7 +225,7 @@ def _check_structure(data):
 def load(path):
     """Read and validate a config file; raise ConfigError saying what is wrong (and where)."""
     try:
-        data = parse(path, read(path))
+        data = parse(path, read(path, "a file the gpu_tuning role wrote"))
     except FileRefused as error:
         raise ConfigError(str(error)) from error
     try:

@@ -262,7 +262,7 @@ def duration_s(config):
 def load(path):
     """Read and validate a parameter file; BurnInConfigError names the file and the key."""
     try:
-        data = parse(path, read(path))
+        data = parse(path, read(path, "a burn-in parameter file"))
     except FileRefused as error:
         raise BurnInConfigError(str(error)) from error
     try:

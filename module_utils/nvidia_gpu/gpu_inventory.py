@@ -291,16 +291,9 @@ def load(path):
     if not os.path.lexists(path):
         return None
     try:
-        size = os.stat(path).st_size
-    except OSError as error:
-        raise InventoryError("%s cannot be read: %s" % (path, error.strerror), False) from error
-    if size > strict_json.MAX_FILE_BYTES:
-        raise InventoryError(
-            "%s is larger than %d bytes: not a GPU inventory this module wrote"
-            % (path, strict_json.MAX_FILE_BYTES)
-        )
-    try:
-        data = strict_json.read(path)
+        data = strict_json.read(path, "a GPU inventory this module wrote")
+    except strict_json.TooLarge as error:
+        raise InventoryError(str(error)) from error
     except strict_json.FileRefused as error:
         raise InventoryError(str(error), False) from error
     try:

@@ -155,7 +155,7 @@ def check(data):
 def load(path):
     """Read and validate the file; HealthConfigError says what is wrong and where."""
     try:
-        data = parse(path, read(path))
+        data = parse(path, read(path, "a file the gpu_health role wrote"))
     except FileRefused as error:
         raise HealthConfigError(str(error)) from error
     try:

@@ -37,6 +37,10 @@ class FileRefused(GpuError):
     """The file cannot be used: the message names it and, for a value, the value's key path."""
 
 
+class TooLarge(FileRefused):
+    """The file is readable but larger than any file of its kind: its content is wrong."""
+
+
 def shown(value, limit=60):
     """A value from the file as messages quote it: JSON, ASCII only, cut at limit characters."""
     try:
@@ -59,8 +63,10 @@ def path_text(path):
     return text or "the top level"
 
 
-def read(path):
-    """The file's bytes; FileRefused when it is not a readable regular file of sane size."""
+def read(path, kind):
+    """The file's bytes; FileRefused when it is not a readable regular file, TooLarge when it
+    is not of sane size for kind (what the file should be, e.g. "a file the gpu_tuning role
+    wrote")."""
     try:
         # O_NONBLOCK: a FIFO (or a device) named by mistake must not hold the boot forever.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -79,10 +85,7 @@ def read(path):
         except OSError as error:
             raise FileRefused("%s cannot be read: %s" % (path, _reason(error))) from error
     if len(data) > MAX_FILE_BYTES:
-        raise FileRefused(
-            "%s is larger than %d bytes: not a file the gpu_tuning role wrote"
-            % (path, MAX_FILE_BYTES)
-        )
+        raise TooLarge("%s is larger than %d bytes: not %s" % (path, MAX_FILE_BYTES, kind))
     return data
 
 

@@ -151,10 +151,18 @@ class Scan:
     GPUs that did not answer although the PCI tree does not show their slot empty."""
 
     def __init__(self, config, slots):
+        self.config = config
         self.gpus, self.nvml_error = scan()
         self.layout = config.layout(self.gpus, slots)
         awaited = {gpu.uuid for gpu in self.layout.awaited}
         self.missing = [uuid for uuid in config.targets if uuid in awaited]
+
+    def missing_reasons(self):
+        """{uuid: why it does not answer} of the missing GPUs, in the file's order."""
+        return {
+            uuid: missing_reason(self.config, uuid, self.gpus, self.nvml_error)
+            for uuid in self.missing
+        }
 
 
 def wait_for_gpus(config, wait_s, say, slots=None, clock=time.monotonic, sleep=time.sleep):
@@ -176,9 +184,8 @@ def wait_for_gpus(config, wait_s, say, slots=None, clock=time.monotonic, sleep=t
             break
         if not announced:
             reasons = [
-                "%s: %s"
-                % (label(config, uuid), missing_reason(config, uuid, found.gpus, found.nvml_error))
-                for uuid in found.missing
+                "%s: %s" % (label(config, uuid), reason)
+                for uuid, reason in found.missing_reasons().items()
             ]
             say("waiting up to %g s for %s" % (wait_s, "; ".join(reasons)))
             announced = True
@@ -215,15 +222,11 @@ def apply_settings(config, layout, settings, warn):
     return results, failures, uuids
 
 
-def missing_failures(config, found, wait_s):
+def missing_failures(found, wait_s):
     """{uuid: Failure} of the file's GPUs that did not answer within wait_s (a Scan's missing)."""
     return {
-        uuid: Failure(
-            "did not answer within %g s: %s"
-            % (wait_s, missing_reason(config, uuid, found.gpus, found.nvml_error)),
-            MISSING,
-        )
-        for uuid in found.missing
+        uuid: Failure("did not answer within %g s: %s" % (wait_s, reason), MISSING)
+        for uuid, reason in found.missing_reasons().items()
     }
 
 
@@ -237,9 +240,7 @@ def plan_file(config, slots=None):
     """
     found = Scan(config, slots)
     request, uuids = config.request_for(found.layout, config.settings_now(found.layout))
-    missing = {
-        uuid: missing_reason(config, uuid, found.gpus, found.nvml_error) for uuid in found.missing
-    }
+    missing = found.missing_reasons()
     if not uuids:
         return found, missing, uuids, None, None
     try:

@@ -172,7 +172,7 @@ def run_apply(path, wait_s, sysfs_root, out):
     results, failures, covered = boot_apply.apply_settings(
         config, found.layout, settings, out.warning
     )
-    failures.update(boot_apply.missing_failures(config, found, wait_s))
+    failures.update(boot_apply.missing_failures(found, wait_s))
     for result in results:
         out.info(describe(result, "set"))
     for uuid in list(covered) + found.missing:

@@ -138,7 +138,8 @@ lint: venv ## ansible-lint (production profile), yamllint, ruff, ansible-test va
 	tests/sanity/validate-modules.py
 
 # One pytest worker more than cores: some tests wait on simulated hardware (burn-in phases, a
-# BMC's polls) and a third worker fills that time on 2 cores (2:13 instead of 2:22 here).
+# BMC's polls), which a third worker can fill on 2 cores. Back to back here: 133 s against 142 and
+# 151 s with two; in CI runs 2:13 to 2:21 against 2:20 to 2:24, within the machine's drift.
 UNIT_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 .PHONY: unit
 unit: venv sim ## Python tests: simulator, module_utils, modules (no containers)
